@@ -1,0 +1,1 @@
+"""Neural backbones for pyro-bfn, installed as ``pyro_bfn.models``."""
