@@ -1,0 +1,58 @@
+"""BFN distributions (paper Sec. 2) for continuous, discretised and discrete data.
+
+Importing this package registers the sender/receiver KL divergences
+(:mod:`pyro_bfn.distributions.kl`). It imports no network code.
+"""
+
+from .continuous import (
+    NormalFlow,
+    NormalInput,
+    NormalReceiver,
+    NormalSender,
+    NormalUpdate,
+    PointMassOutput,
+    bayesian_update,
+)
+from .discrete import (
+    CategoricalInput,
+    CategoricalOutput,
+    DiscreteFlow,
+    DiscreteReceiver,
+    DiscreteSender,
+    DiscreteUpdate,
+    SoftmaxNormal,
+    sender_mean,
+)
+from .discretised import DiscretisedOutput, DiscretisedReceiver, bin_centres, bin_index
+from .kl import (
+    GAUSS_HERMITE_NODES,
+    continuous_time_kl_rate,
+    expected_neg_logsumexp_affine,
+    kl_discrete_monte_carlo,
+)
+
+__all__ = [
+    "CategoricalInput",
+    "CategoricalOutput",
+    "DiscreteFlow",
+    "DiscreteReceiver",
+    "DiscreteSender",
+    "DiscreteUpdate",
+    "DiscretisedOutput",
+    "DiscretisedReceiver",
+    "GAUSS_HERMITE_NODES",
+    "NormalFlow",
+    "NormalInput",
+    "NormalReceiver",
+    "NormalSender",
+    "NormalUpdate",
+    "PointMassOutput",
+    "SoftmaxNormal",
+    "bayesian_update",
+    "bin_centres",
+    "bin_index",
+    "continuous_time_kl_rate",
+    "expected_neg_logsumexp_affine",
+    "kl_discrete_monte_carlo",
+    "sender_mean",
+]

@@ -1,0 +1,410 @@
+"""BFN distributions for discrete data with ``K`` classes (paper Sec. 5).
+
+========================  =================================================================  ==================
+paper object              distribution                                                       class
+========================  =================================================================  ==================
+input  p_I(x | theta)     :math:`\\mathrm{Cat}(\\theta)`                                        CategoricalInput
+sender p_S(y | x; a)      :math:`N(y;\\, \\alpha(K e_x - 1), \\alpha K I)`                       DiscreteSender
+output p_O(x | theta; t)  :math:`\\mathrm{Cat}(\\mathrm{softmax}(\\Psi(\\theta, t)))`             CategoricalOutput
+receiver p_R(y | theta)   :math:`\\sum_k p_O(k) N(y;\\, \\alpha(K e_k - 1), \\alpha K I)`          DiscreteReceiver
+update p_U(theta' | ..)   :math:`\\mathrm{softmax}(\\ln\\theta + y),\\; y \\sim p_S`                  DiscreteUpdate
+flow   p_F(theta | x; t)  :math:`\\mathrm{softmax}(y),\\; y \\sim N(\\beta(K e_x - 1), \\beta K I)`   DiscreteFlow
+========================  =================================================================  ==================
+
+Class indices are 0-based integers. The sender, receiver, update and flow distributions have
+``event_shape == (K,)``; the receiver is the paper's joint K-dimensional mixture, not a
+product of per-dimension mixtures. Probabilities are updated in log space
+(:math:`\\ln\\theta + y`), never as :math:`\\theta e^y`, which overflows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from pyro.distributions.util import broadcast_shape
+from torch.distributions import constraints
+from torch.distributions.utils import lazy_property
+
+from .util import BFNDistribution, check_class_index, finite_nonnegative, finite_positive, to_float_tensor
+
+__all__ = [
+    "CategoricalInput",
+    "CategoricalOutput",
+    "DiscreteFlow",
+    "DiscreteReceiver",
+    "DiscreteSender",
+    "DiscreteUpdate",
+    "SoftmaxNormal",
+    "sender_mean",
+]
+
+
+def _check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return num_classes
+
+
+def sender_mean(x, accuracy, num_classes: int):
+    """Mean of the discrete sender, :math:`\\alpha (K e_x - 1)` (paper Sec. 5.2).
+
+    :param torch.Tensor x: class indices, shape ``batch_shape`` (integer).
+    :param torch.Tensor accuracy: :math:`\\alpha \\ge 0`, broadcastable with ``x``.
+    :returns: shape ``broadcast(x, accuracy).shape + (num_classes,)``.
+    """
+    one_hot = torch.nn.functional.one_hot(x, num_classes).to(accuracy.dtype)
+    return accuracy[..., None] * (num_classes * one_hot - 1)
+
+
+def _broadcast_batch(x, accuracy, names=("x", "accuracy")):
+    try:
+        return broadcast_shape(x.shape, accuracy.shape)
+    except ValueError as error:
+        raise ValueError(
+            f"{names[0]} (shape {tuple(x.shape)}) and {names[1]} (shape {tuple(accuracy.shape)}) "
+            "cannot be broadcast together"
+        ) from error
+
+
+class CategoricalInput(dist.Categorical):
+    """Input distribution for discrete data (paper Sec. 5.1): :math:`p_I(x \\mid \\theta) =
+    \\theta_x`, a categorical over ``K`` classes per variable; the prior is uniform.
+
+    Conjugate to the sender: the sender density of an observation ``y`` as a function of the
+    class, :math:`N(y;\\, \\alpha(K e_k - 1), \\alpha K I) \\propto e^{y_k}`, is the categorical
+    likelihood with logits ``y``, so the Bayesian update (paper Sec. 5.2) is
+
+    .. math:: \\theta' = \\mathrm{softmax}(\\ln \\theta + y),
+
+    computed from the logits, in log space.
+
+    :param torch.Tensor probs: :math:`\\theta`, shape ``batch_shape + (K,)``; or
+    :param torch.Tensor logits: unnormalised log-probabilities of the same shape.
+    """
+
+    @classmethod
+    def prior(cls, shape, num_classes: int, dtype=None, device=None):
+        """The uniform prior of batch shape ``shape`` over ``num_classes`` classes."""
+        num_classes = _check_num_classes(num_classes)
+        logits = torch.zeros(tuple(shape) + (num_classes,), dtype=dtype or torch.get_default_dtype(), device=device)
+        return cls(logits=logits)
+
+    def update(self, y, accuracy=None):
+        """One Bayesian update with a sender sample ``y`` (paper Sec. 5.2).
+
+        :param torch.Tensor y: sender samples, shape ``batch_shape + (K,)``.
+        :param accuracy: unused: the accuracy is already in the scale of ``y`` (accepted so
+            that every input distribution shares the signature ``update(y, accuracy)``).
+        :returns: the posterior :class:`CategoricalInput`.
+        """
+        y = to_float_tensor(y, "y", self.logits)
+        if y.shape[-1:] != self.logits.shape[-1:]:
+            raise ValueError(f"y must have last dimension K = {self.logits.shape[-1]}, got shape {tuple(y.shape)}")
+        if self._validate_args and torch.isnan(y).any():
+            raise ValueError("y contains NaN")
+        return self.conjugate_update(dist.Categorical(logits=y))[0]
+
+    def conjugate_update(self, other):
+        """Pyro's conjugate update: ``(updated, log_normalizer)`` with
+        ``self.log_prob(k) + other.log_prob(k) == updated.log_prob(k) + log_normalizer``.
+
+        :param other: a :class:`pyro.distributions.Categorical` over the same ``K`` classes.
+        :returns: the :class:`CategoricalInput` with logits ``self.logits + other.logits``
+            and :math:`\\ln \\sum_k \\theta_k q_k`, of the broadcast batch shape.
+        """
+        if not isinstance(other, torch.distributions.Categorical):
+            raise ValueError(f"CategoricalInput.conjugate_update needs a Categorical, got {type(other).__name__}")
+        joint_logits = self.logits + other.logits
+        return CategoricalInput(logits=joint_logits), torch.logsumexp(joint_logits, dim=-1)
+
+
+class CategoricalOutput(dist.Categorical):
+    """Output distribution for discrete data (paper Sec. 5.3): a categorical per variable
+    whose probabilities come from the network, :math:`p_O(k \\mid \\theta;\\, t) =
+    \\mathrm{softmax}(\\Psi(\\theta, t))_k`.
+
+    :param torch.Tensor probs: shape ``batch_shape + (K,)``; or
+    :param torch.Tensor logits: the network's outputs, same shape.
+    """
+
+    def receiver(self, accuracy, kl_samples: int | None = None):
+        """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid k;\\, \\alpha)]`."""
+        kwargs = {} if kl_samples is None else {"kl_samples": kl_samples}
+        return DiscreteReceiver(self.logits, accuracy, validate_args=self._validate_args, **kwargs)
+
+
+class DiscreteSender(BFNDistribution):
+    """Sender distribution for discrete data (paper Sec. 5.2): a ``K``-dimensional isotropic
+    Normal,
+
+    .. math:: p_S(y \\mid x;\\, \\alpha) = N(y;\\, \\alpha(K e_x - 1),\\, \\alpha K I).
+
+    :param torch.Tensor x: class indices in ``0..K-1``, shape ``batch_shape`` (integer).
+    :param torch.Tensor accuracy: :math:`\\alpha > 0`, broadcastable with ``x``.
+    :param int num_classes: ``K >= 2``.
+    """
+
+    arg_constraints = {"accuracy": finite_positive}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, x, accuracy, num_classes: int, validate_args=None):
+        self.num_classes = _check_num_classes(num_classes)
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        accuracy = to_float_tensor(accuracy, "accuracy")
+        check_class_index(x, self.num_classes)
+        batch_shape = _broadcast_batch(x, accuracy)
+        self.x = x.expand(batch_shape)
+        self.accuracy = accuracy.expand(batch_shape)
+        super().__init__(batch_shape, torch.Size((self.num_classes,)), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        return DiscreteSender(
+            self.x.expand(batch_shape), self.accuracy.expand(batch_shape), self.num_classes, self._validate_args
+        )
+
+    @lazy_property
+    def loc(self) -> torch.Tensor:
+        return sender_mean(self.x, self.accuracy, self.num_classes)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return (self.num_classes * self.accuracy)[..., None].expand(self.batch_shape + self.event_shape)
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = self._extended_shape(sample_shape)
+        noise = torch.randn(shape, dtype=self.accuracy.dtype, device=self.accuracy.device)
+        return self.loc + noise * (self.num_classes * self.accuracy).sqrt()[..., None]
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        variance = self.num_classes * self.accuracy
+        return -0.5 * self.num_classes * torch.log(2 * math.pi * variance) - 0.5 * (value - self.loc).pow(2).sum(
+            -1
+        ) / variance
+
+    def likelihood(self, y):
+        """The sender density of ``y`` as a function of the class: a categorical with logits
+        ``y`` (the common factor cancels), the ``other`` of :meth:`CategoricalInput.conjugate_update`."""
+        return dist.Categorical(logits=y)
+
+
+class DiscreteReceiver(BFNDistribution):
+    """Receiver distribution for discrete data (paper Sec. 5.4): the joint ``K``-dimensional
+    mixture of senders over the output distribution,
+
+    .. math:: p_R(y \\mid \\theta;\\, t, \\alpha) = \\sum_{k=1}^K p_O(k \\mid \\theta;\\, t)\\,
+              N(y;\\, \\alpha(K e_k - 1), \\alpha K I).
+
+    Expanding the squares, every component shares all terms but :math:`y_k`, so
+
+    .. math:: \\ln p_R(y) = \\operatorname{logsumexp}_k (\\ln p_O(k) + y_k)
+              - \\tfrac{K}{2}\\ln(2\\pi\\alpha K) - \\frac{\\lVert y + \\alpha \\rVert^2}{2\\alpha K}
+              + \\alpha - \\tfrac{\\alpha K}{2},
+
+    which costs one logsumexp and is exact for any ``K``.
+
+    :param torch.Tensor logits: output log-probabilities (normalised or not), shape
+        ``batch_shape + (K,)``.
+    :param torch.Tensor accuracy: :math:`\\alpha > 0`, broadcastable with ``batch_shape``.
+    :param int kl_samples: Monte Carlo samples used by the registered KL from a
+        :class:`DiscreteSender` when ``K > 2`` (see :mod:`pyro_bfn.distributions.kl`).
+    """
+
+    arg_constraints = {"logits": constraints.real_vector, "accuracy": finite_positive}
+    _parameter_event_dims = {"logits": 1}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, logits, accuracy, kl_samples: int = 16, validate_args=None):
+        logits = to_float_tensor(logits, "logits")
+        if logits.dim() < 1 or logits.shape[-1] < 2:
+            raise ValueError(f"logits must have a last dimension of at least 2 classes, got shape {tuple(logits.shape)}")
+        if isinstance(kl_samples, bool) or not isinstance(kl_samples, int) or kl_samples < 1:
+            raise ValueError(f"kl_samples must be a positive integer, got {kl_samples!r}")
+        accuracy = to_float_tensor(accuracy, "accuracy", logits)
+        batch_shape = _broadcast_batch(logits[..., 0], accuracy, ("logits", "accuracy"))
+        self.num_classes = logits.shape[-1]
+        self.kl_samples = kl_samples
+        self.logits = (logits - logits.logsumexp(-1, keepdim=True)).expand(batch_shape + logits.shape[-1:])
+        self.accuracy = accuracy.expand(batch_shape)
+        super().__init__(batch_shape, torch.Size((self.num_classes,)), validate_args=validate_args)
+
+    def _static_kwargs(self):
+        return {"kl_samples": self.kl_samples}
+
+    @lazy_property
+    def probs(self) -> torch.Tensor:
+        return self.logits.exp()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        k, a = self.num_classes, self.accuracy
+        shared = -0.5 * k * torch.log(2 * math.pi * a * k) - (value + a[..., None]).pow(2).sum(-1) / (2 * a * k) + a - 0.5 * a * k
+        return torch.logsumexp(self.logits + value, dim=-1) + shared
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            k = torch.distributions.Categorical(logits=self.logits).sample(sample_shape)
+            accuracy = self.accuracy.expand(k.shape)
+            return DiscreteSender(k, accuracy, self.num_classes, validate_args=False).sample()
+
+    @property
+    def mean(self):
+        return self.accuracy[..., None] * (self.num_classes * self.probs - 1)
+
+    @property
+    def variance(self):
+        k, a = self.num_classes, self.accuracy[..., None]
+        return a * k + (a * k) ** 2 * self.probs * (1 - self.probs)
+
+
+class SoftmaxNormal(BFNDistribution):
+    """The softmax of an isotropic Gaussian, :math:`\\theta = \\mathrm{softmax}(z)`,
+    :math:`z \\sim N(m, s^2 I_K)`: the law of the discrete update and flow distributions.
+
+    Density (an additive logistic normal; derivation in the docs, "Discrete data"): softmax
+    forgets a shift of :math:`z` along :math:`\\mathbf{1}`, and in the log-ratio coordinates
+    :math:`w_j = z_j - z_K` (:math:`j < K`) :math:`w \\sim N(m_{<K} - m_K,\\, s^2(I + \\mathbf{1}\\mathbf{1}^\\top))`;
+    the map :math:`w \\mapsto (\\theta_1, \\dots, \\theta_{K-1})` has Jacobian determinant
+    :math:`\\prod_{k=1}^K \\theta_k`, :math:`\\det(I + \\mathbf{1}\\mathbf{1}^\\top) = K` and
+    :math:`(I + \\mathbf{1}\\mathbf{1}^\\top)^{-1} = I - \\mathbf{1}\\mathbf{1}^\\top / K`. With
+    :math:`r = \\ln\\theta - m` and its mean :math:`\\bar r`,
+
+    .. math::
+
+        \\ln p(\\theta) = -\\frac{K-1}{2}\\ln(2\\pi s^2) - \\frac12 \\ln K
+        - \\frac{1}{2 s^2}\\sum_{k=1}^K (r_k - \\bar r)^2 - \\sum_{k=1}^K \\ln \\theta_k,
+
+    a density with respect to Lebesgue measure on :math:`(\\theta_1, \\dots, \\theta_{K-1})`, the
+    convention of :class:`~pyro.distributions.Dirichlet`.
+
+    :param torch.Tensor loc: :math:`m`, shape ``batch_shape + (K,)``.
+    :param torch.Tensor scale: :math:`s \\ge 0`, broadcastable with ``batch_shape``
+        (:math:`s = 0` is a point mass: it samples, it has no density).
+    """
+
+    arg_constraints = {"loc": constraints.real_vector, "scale": finite_nonnegative}
+    _parameter_event_dims = {"loc": 1}
+    support = constraints.simplex
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self._init_softmax_normal(loc, scale, validate_args)
+
+    def _init_softmax_normal(self, loc, scale, validate_args):
+        loc = to_float_tensor(loc, "loc")
+        if loc.dim() < 1 or loc.shape[-1] < 2:
+            raise ValueError(f"loc must have a last dimension of at least 2 classes, got shape {tuple(loc.shape)}")
+        scale = to_float_tensor(scale, "scale", loc)
+        batch_shape = _broadcast_batch(loc[..., 0], scale, ("loc", "scale"))
+        self.loc = loc.expand(batch_shape + loc.shape[-1:])
+        self.scale = scale.expand(batch_shape)
+        super().__init__(batch_shape, loc.shape[-1:], validate_args=validate_args)
+
+    def rsample_logits(self, sample_shape=torch.Size()):
+        """Reparameterised draw of :math:`\\ln\\theta = \\mathrm{log\\_softmax}(z)`; use it instead of
+        ``log(rsample())`` when probabilities can underflow (large accuracies)."""
+        shape = self._extended_shape(sample_shape)
+        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return torch.log_softmax(self.loc + noise * self.scale[..., None], dim=-1)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self.rsample_logits(sample_shape).exp()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        k = self.event_shape[0]
+        log_value = value.log()
+        residual = log_value - self.loc
+        centred = residual - residual.mean(-1, keepdim=True)
+        variance = self.scale.pow(2)
+        return (
+            -0.5 * (k - 1) * torch.log(2 * math.pi * variance)
+            - 0.5 * math.log(k)
+            - centred.pow(2).sum(-1) / (2 * variance)
+            - log_value.sum(-1)
+        )
+
+
+class DiscreteUpdate(SoftmaxNormal):
+    """Bayesian update distribution for discrete data (paper Sec. 5.2): the law of the
+    updated parameters :math:`\\theta' = \\mathrm{softmax}(\\ln\\theta + y)` when
+    :math:`y \\sim p_S(\\cdot \\mid x;\\, \\alpha)`, i.e. a :class:`SoftmaxNormal` with
+    :math:`m = \\ln\\theta + \\alpha(K e_x - 1)` and :math:`s^2 = \\alpha K`.
+
+    :param torch.Tensor input_logits: :math:`\\ln\\theta` (up to a constant), shape
+        ``batch_shape + (K,)``.
+    :param torch.Tensor x: class indices, broadcastable with ``batch_shape`` (integer).
+    :param torch.Tensor accuracy: :math:`\\alpha > 0`, broadcastable with ``batch_shape``.
+    """
+
+    arg_constraints = {"input_logits": constraints.real_vector, "accuracy": finite_positive}
+    _parameter_event_dims = {"input_logits": 1}
+
+    def __init__(self, input_logits, x, accuracy, validate_args=None):
+        input_logits = to_float_tensor(input_logits, "input_logits")
+        num_classes = _check_num_classes(input_logits.shape[-1] if input_logits.dim() else 0)
+        accuracy = to_float_tensor(accuracy, "accuracy", input_logits)
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        check_class_index(x, num_classes)
+        self.x = x
+        self.accuracy = accuracy
+        self.input_logits = input_logits
+        loc = input_logits + sender_mean(x, accuracy, num_classes)
+        self._init_softmax_normal(loc, (num_classes * accuracy).sqrt(), validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        return DiscreteUpdate(
+            self.input_logits.expand(batch_shape + self.event_shape),
+            self.x.expand(batch_shape),
+            self.accuracy.expand(batch_shape),
+            validate_args=self._validate_args,
+        )
+
+
+class DiscreteFlow(SoftmaxNormal):
+    """Bayesian flow distribution for discrete data (paper Sec. 5.5): the input parameters at
+    time :math:`t` given the data, from the uniform prior with total accuracy
+    :math:`\\beta = \\beta(t)`,
+
+    .. math:: \\theta = \\mathrm{softmax}(y), \\qquad y \\sim N(\\beta(K e_x - 1),\\, \\beta K I),
+
+    the update distribution from the uniform prior with accuracy :math:`\\beta`.
+
+    :param torch.Tensor x: class indices, shape ``batch_shape`` (integer).
+    :param torch.Tensor beta: :math:`\\beta(t) \\ge 0`, broadcastable with ``x``; at 0 the flow
+        is the uniform point mass (it samples; it has no density).
+    :param int num_classes: ``K >= 2``.
+    """
+
+    arg_constraints = {"beta": finite_nonnegative}
+
+    def __init__(self, x, beta, num_classes: int, validate_args=None):
+        num_classes = _check_num_classes(num_classes)
+        beta = to_float_tensor(beta, "beta")
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        check_class_index(x, num_classes)
+        batch_shape = _broadcast_batch(x, beta, ("x", "beta"))
+        self.x, self.beta, self.num_classes = x.expand(batch_shape), beta.expand(batch_shape), num_classes
+        self._init_softmax_normal(sender_mean(self.x, self.beta, num_classes), (num_classes * self.beta).sqrt(), validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        return DiscreteFlow(
+            self.x.expand(batch_shape), self.beta.expand(batch_shape), self.num_classes, validate_args=self._validate_args
+        )

@@ -1,0 +1,93 @@
+"""Shared machinery of the BFN distributions: generic ``expand`` and argument checks.
+
+Nothing here is a formula of the paper; every formula lives in exactly one family file.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import TorchDistribution
+
+__all__ = [
+    "BFNDistribution",
+    "ParameterExpandMixin",
+    "check_class_index",
+    "finite_nonnegative",
+    "finite_positive",
+    "to_float_tensor",
+]
+
+
+def to_float_tensor(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Return ``value`` as a floating tensor; raise ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, torch.Tensor):
+        if not (value.is_floating_point()):
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+        return value
+    dtype = like.dtype if like is not None and like.is_floating_point() else torch.get_default_dtype()
+    device = like.device if like is not None else None
+    try:
+        return torch.as_tensor(value, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{name} must be a number or a floating-point tensor, got {value!r}") from error
+
+
+def check_class_index(x: torch.Tensor, num_classes: int, name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` holds integer class indices in ``0..num_classes-1``."""
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class indices (an integer tensor), got dtype {x.dtype}")
+    if (x < 0).any() or (x >= num_classes).any():
+        raise ValueError(f"{name} must hold class indices in 0..{num_classes - 1}")
+
+
+class ParameterExpandMixin:
+    """``expand`` for distributions whose constructor takes exactly their ``arg_constraints``.
+
+    Each parameter is expanded to ``batch_shape + its own event part``; the number of
+    rightmost event dimensions of each parameter is declared in ``_parameter_event_dims``
+    (default 0). Constructor arguments that are not tensors (a bin count, a Monte Carlo
+    sample count) are returned by :meth:`_static_kwargs`.
+    """
+
+    _parameter_event_dims: dict = {}
+
+    def _static_kwargs(self) -> dict:
+        return {}
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        parameters = {}
+        for name in self.arg_constraints:
+            value = getattr(self, name)
+            event_dims = self._parameter_event_dims.get(name, 0)
+            event_part = value.shape[value.dim() - event_dims :] if event_dims else torch.Size()
+            parameters[name] = value.expand(batch_shape + event_part)
+        return type(self)(**parameters, **self._static_kwargs(), validate_args=self._validate_args)
+
+
+class BFNDistribution(ParameterExpandMixin, TorchDistribution):
+    """Base of BFN distributions that are not subclasses of a Pyro distribution."""
+
+
+class _FinitePositive(torch.distributions.constraints.Constraint):
+    """Finite and strictly positive (an accuracy or a precision)."""
+
+    def check(self, value):
+        return (value > 0) & torch.isfinite(value)
+
+    def __repr__(self):
+        return "FinitePositive()"
+
+
+class _FiniteNonnegative(torch.distributions.constraints.Constraint):
+    """Finite and >= 0 (an accumulated accuracy beta(t), zero at t = 0)."""
+
+    def check(self, value):
+        return (value >= 0) & torch.isfinite(value)
+
+    def __repr__(self):
+        return "FiniteNonnegative()"
+
+
+finite_positive = _FinitePositive()
+finite_nonnegative = _FiniteNonnegative()
