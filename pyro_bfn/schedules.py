@@ -85,11 +85,13 @@ class AccuracySchedule:
         """
         raise NotImplementedError
 
-    def step_accuracy(self, i, n_steps: int) -> torch.Tensor:
+    def step_accuracy(self, i, n_steps: int, dtype=None) -> torch.Tensor:
         """Accuracy of step ``i`` of ``n_steps``: :math:`\\alpha_i = \\beta(i/n) - \\beta((i-1)/n)`.
 
         :param i: integer step indices in ``1..n_steps``, any shape.
         :param int n_steps: number of steps ``n``.
+        :param dtype: floating dtype of the result (and of the computation); default
+            ``torch.get_default_dtype()``.
         :returns: a floating tensor of the shape of ``i``.
         """
         raise NotImplementedError
@@ -98,8 +100,7 @@ class AccuracySchedule:
         """All n-step accuracies :math:`(\\alpha_1, \\dots, \\alpha_n)`, shape ``(n_steps,)``."""
         n_steps = _check_steps(n_steps)
         i = torch.arange(1, n_steps + 1, device=device)
-        out = self.step_accuracy(i, n_steps)
-        return out.to(dtype) if dtype is not None else out
+        return self.step_accuracy(i, n_steps, dtype=dtype)
 
 
 class ContinuousSchedule(AccuracySchedule):
@@ -143,11 +144,10 @@ class ContinuousSchedule(AccuracySchedule):
         t = _as_time(t)
         return -torch.expm1(2.0 * self._log_sigma_1 * t)
 
-    def step_accuracy(self, i, n_steps: int) -> torch.Tensor:
+    def step_accuracy(self, i, n_steps: int, dtype=None) -> torch.Tensor:
         n_steps = _check_steps(n_steps)
         i = _check_step_index(i, n_steps)
-        dtype = torch.get_default_dtype()
-        i = i.to(dtype)
+        i = i.to(dtype or torch.get_default_dtype())
         # sigma_1^(-2i/n) (1 - sigma_1^(2/n)), with 1 - sigma_1^(2/n) = -expm1(2 ln(sigma_1) / n)
         return torch.exp(-2.0 * self._log_sigma_1 * i / n_steps) * (
             -math.expm1(2.0 * self._log_sigma_1 / n_steps)
@@ -185,8 +185,8 @@ class DiscreteSchedule(AccuracySchedule):
         t = _as_time(t)
         return 2.0 * self.beta_1 * t
 
-    def step_accuracy(self, i, n_steps: int) -> torch.Tensor:
+    def step_accuracy(self, i, n_steps: int, dtype=None) -> torch.Tensor:
         n_steps = _check_steps(n_steps)
         i = _check_step_index(i, n_steps)
-        i = i.to(torch.get_default_dtype())
+        i = i.to(dtype or torch.get_default_dtype())
         return self.beta_1 * (2.0 * i - 1.0) / (n_steps * n_steps)
