@@ -194,6 +194,10 @@ class PointMassOutput(ParameterExpandMixin, dist.Delta):
         self.x_hat = x_hat
         super().__init__(x_hat, event_dim=0, validate_args=validate_args)
 
+    @property
+    def mode(self):
+        return self.x_hat
+
     def receiver(self, accuracy):
         """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid x;\\, \\alpha)]`."""
         return NormalReceiver(self.x_hat, accuracy, validate_args=self._validate_args)

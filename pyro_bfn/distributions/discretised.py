@@ -138,9 +138,13 @@ class DiscretisedOutput(BFNDistribution):
         half_width = 1.0 / self.num_bins
         lower = centres - half_width
         upper = centres + half_width
-        lower = torch.where(lower <= -1 + 0.5 * half_width, torch.full_like(lower, -math.inf), lower)
-        upper = torch.where(upper >= 1 - 0.5 * half_width, torch.full_like(upper, math.inf), upper)
-        return (lower - self.loc[..., None]) / self.scale[..., None], (upper - self.loc[..., None]) / self.scale[..., None]
+        a = (lower - self.loc[..., None]) / self.scale[..., None]
+        b = (upper - self.loc[..., None]) / self.scale[..., None]
+        # replace the outer edges by -inf/+inf after standardising: (+-inf - loc) / scale would
+        # have an infinite derivative in scale, and inf * 0 = NaN in the backward pass
+        a = torch.where(lower <= -1 + 0.5 * half_width, torch.full_like(a, -math.inf), a)
+        b = torch.where(upper >= 1 - 0.5 * half_width, torch.full_like(b, math.inf), b)
+        return a, b
 
     @lazy_property
     def probs(self) -> torch.Tensor:
@@ -161,9 +165,13 @@ class DiscretisedOutput(BFNDistribution):
         centre = bin_centres(self.num_bins, dtype=torch.float64, device=value.device)[index]
         loc, scale = self.loc.double(), self.scale.double()
         half_width = 1.0 / self.num_bins
-        lower = torch.where(index == 0, torch.full_like(centre, -math.inf), centre - half_width)
-        upper = torch.where(index == self.num_bins - 1, torch.full_like(centre, math.inf), centre + half_width)
-        log_mass = _log_normal_interval_mass((lower - loc) / scale, (upper - loc) / scale)
+        lower = (centre - half_width - loc) / scale
+        upper = (centre + half_width - loc) / scale
+        # outer edges at -inf/+inf, set after standardising so that no gradient flows through
+        # (+-inf - loc) / scale (inf * 0 = NaN in the backward pass)
+        lower = torch.where(index == 0, torch.full_like(lower, -math.inf), lower)
+        upper = torch.where(index == self.num_bins - 1, torch.full_like(upper, math.inf), upper)
+        log_mass = _log_normal_interval_mass(lower, upper)
         return log_mass.to(torch.promote_types(self.loc.dtype, value.dtype))
 
     def sample(self, sample_shape=torch.Size()):
@@ -184,6 +192,11 @@ class DiscretisedOutput(BFNDistribution):
     @property
     def variance(self):
         return (self.probs * self.centres.pow(2)).sum(-1) - self.mean.pow(2)
+
+    @property
+    def mode(self):
+        """The centre of the most probable bin."""
+        return self.centres[self.probs.argmax(-1)]
 
     def receiver(self, accuracy):
         """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid k_c;\\, \\alpha)]`."""
@@ -238,7 +251,11 @@ class DiscretisedReceiver(BFNDistribution):
         if self._validate_args:
             self._validate_sample(value)
         component_log_prob = self.components().log_prob(value[..., None])
-        return torch.logsumexp(self.probs.log() + component_log_prob, dim=-1)
+        # log(0) = -inf is right for the value, but its derivative 1/0 times the zero weight
+        # logsumexp gives it is NaN: take the log of the positive entries only
+        positive = self.probs > 0
+        log_probs = torch.where(positive, torch.where(positive, self.probs, 1.0).log(), -math.inf)
+        return torch.logsumexp(log_probs + component_log_prob, dim=-1)
 
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():
