@@ -108,6 +108,13 @@ class NormalInput(ParameterExpandMixin, dist.Normal):
         :returns: the posterior :class:`NormalInput`.
         """
         y, accuracy = _float_parameters([("y", y), ("accuracy", accuracy)], self._validate_args)
+        try:
+            broadcast_shape(self.batch_shape, y.shape)
+        except ValueError as error:
+            raise ValueError(
+                f"y and accuracy (shape {tuple(y.shape)}) cannot be broadcast with the batch shape "
+                f"{tuple(self.batch_shape)}"
+            ) from error
         if self._validate_args:
             if not finite_positive.check(accuracy).all():
                 raise ValueError("accuracy must be finite and > 0")

@@ -117,7 +117,13 @@ class DiscretisedOutput(BFNDistribution):
     def __init__(self, loc, scale, num_bins: int, validate_args=None):
         self.num_bins = _check_num_bins(num_bins)
         like = loc if isinstance(loc, torch.Tensor) else None
-        self.loc, self.scale = broadcast_all(to_float_tensor(loc, "loc", like), to_float_tensor(scale, "scale", like))
+        loc, scale = to_float_tensor(loc, "loc", like), to_float_tensor(scale, "scale", like)
+        try:
+            self.loc, self.scale = broadcast_all(loc, scale)
+        except RuntimeError as error:
+            raise ValueError(
+                f"loc (shape {tuple(loc.shape)}) and scale (shape {tuple(scale.shape)}) cannot be broadcast together"
+            ) from error
         super().__init__(self.loc.shape, torch.Size(), validate_args=validate_args)
 
     def _static_kwargs(self):
