@@ -1,1 +1,31 @@
-"""Neural backbones for pyro-bfn, installed as ``pyro_bfn.models``."""
+"""Neural backbones for pyro-bfn, installed as ``pyro_bfn.models``.
+
+A backbone maps the network input ``h`` and the time ``t`` (shape ``(B,)``, in [0, 1]) to a
+tensor; it knows nothing about BFNs except shapes:
+
+* :class:`MLP`: ``(B, F_in), (B,) -> (B, F_out)``;
+* :class:`UNet`: ``(B, C_in, H, W), (B,) -> (B, C_out, H, W)``;
+* :class:`Transformer`: ``(B, L, F_in), (B,) -> (B, L, F_out)``.
+
+Named configurations (including the paper's networks) are built with :func:`build_backbone`.
+"""
+
+from .layers import FourierFeatures, SinusoidalTimeEmbedding, sinusoidal_embedding, sinusoidal_positions
+from .mlp import MLP
+from .registry import BACKBONES, backbone_config, build_backbone, list_backbones
+from .transformer import Transformer
+from .unet import UNet
+
+__all__ = [
+    "BACKBONES",
+    "FourierFeatures",
+    "MLP",
+    "SinusoidalTimeEmbedding",
+    "Transformer",
+    "UNet",
+    "backbone_config",
+    "build_backbone",
+    "list_backbones",
+    "sinusoidal_embedding",
+    "sinusoidal_positions",
+]

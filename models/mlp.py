@@ -1,0 +1,69 @@
+"""A time-conditioned multi-layer perceptron backbone for flat (vector) inputs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import SinusoidalTimeEmbedding, check_time
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron on ``[h, sinusoid(t)]``.
+
+    The time enters through a sinusoidal embedding of ``time_embedding_scale * t``, which is
+    concatenated with the input before the first layer. ``depth`` hidden layers of width
+    ``hidden`` with SiLU activations (and optional dropout) are followed by a linear output
+    layer.
+
+    :param in_features: size ``F_in`` of the input vector.
+    :param out_features: size ``F_out`` of the output vector.
+    :param hidden: width of the hidden layers.
+    :param depth: number of hidden layers (>= 1).
+    :param time_embedding_dim: size of the sinusoidal time embedding.
+    :param dropout: dropout probability after each hidden activation.
+    :param time_embedding_scale: the sinusoids are evaluated at ``time_embedding_scale * t``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: int = 512,
+        depth: int = 3,
+        time_embedding_dim: int = 64,
+        dropout: float = 0.0,
+        time_embedding_scale: float = 1000.0,
+    ):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"MLP depth must be >= 1, got {depth}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, scale=time_embedding_scale)
+        layers: list[nn.Module] = []
+        width = in_features + time_embedding_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.output = nn.Linear(hidden, out_features)
+
+    def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Apply the network.
+
+        :param h: network input, shape ``(B, F_in)``.
+        :param t: times in [0, 1], shape ``(B,)``.
+        :return: output, shape ``(B, F_out)``.
+        """
+        if h.dim() != 2 or h.shape[1] != self.in_features:
+            raise ValueError(
+                f"MLP: expected input of shape (B, {self.in_features}), got {tuple(h.shape)}"
+            )
+        t = check_time(t, h.shape[0], "MLP")
+        emb = self.time_embedding(t).to(h.dtype)
+        return self.output(self.body(torch.cat([h, emb], dim=-1)))

@@ -1,0 +1,161 @@
+"""Named backbone configurations.
+
+``build_backbone(name, in_, out_, **overrides)`` builds one; ``in_`` / ``out_`` are the
+features (MLP, Transformer) or channels (U-Nets) of the network input and output, i.e. of the
+*data* representation. Extra input channels a configuration adds internally (the ``2t - 1``
+time channel, Fourier features) are not counted in ``in_``: the paper's binarized-MNIST
+network is ``build_backbone("unet_mnist_paper", 1, 1)``.
+
+To count the parameters of a large configuration without allocating memory::
+
+    with torch.device("meta"):
+        net = build_backbone("transformer_text8_paper", 27, 27)
+    sum(p.numel() for p in net.parameters())
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List
+
+from torch import nn
+
+from .mlp import MLP
+from .transformer import Transformer
+from .unet import UNet
+
+__all__ = ["BACKBONES", "CONFIGS", "backbone_config", "build_backbone", "list_backbones"]
+
+# name -> (class, default keyword arguments)
+CONFIGS: Dict[str, tuple] = {
+    "mlp_small": (MLP, dict(hidden=256, depth=3, time_embedding_dim=64, dropout=0.0)),
+    # CPU default for binarized MNIST (28x28): paper-style input handling, small widths.
+    "unet_small": (
+        UNet,
+        dict(
+            base_width=48,
+            width_multipliers=(1, 2, 2),
+            num_res_blocks=1,
+            attention_levels=(),
+            dropout=0.0,
+            num_heads=4,
+            num_groups=16,
+            time_embedding_scale=4000.0,
+            input_projection=True,
+            input_skip=True,
+            time_channel=True,
+        ),
+    ),
+    # Width 32, one residual block per level, about 1.1M parameters.
+    "unet_mnist_small_variant": (
+        UNet,
+        dict(
+            base_width=32,
+            width_multipliers=(1, 2, 2),
+            num_res_blocks=1,
+            attention_levels=(),
+            dropout=0.0,
+            num_heads=4,
+            num_groups=32,
+            time_embedding_scale=4000.0,
+            input_projection=True,
+            input_skip=True,
+            time_channel=True,
+        ),
+    ),
+    # The paper's binarized-MNIST network (about 24.8M parameters).
+    "unet_mnist_paper": (
+        UNet,
+        dict(
+            base_width=128,
+            width_multipliers=(1, 2, 2),
+            num_res_blocks=2,
+            attention_levels=(),
+            dropout=0.5,
+            num_heads=4,
+            num_groups=32,
+            time_embedding_scale=4000.0,
+            input_projection=True,
+            input_skip=True,
+            time_channel=True,
+        ),
+    ),
+    # The paper's CIFAR-10 network: VDM U-Net without down-sampling (about 30.7M parameters).
+    "unet_cifar_paper": (
+        UNet,
+        dict(
+            base_width=128,
+            width_multipliers=(1,),
+            num_res_blocks=32,
+            attention_levels=(),
+            dropout=0.1,
+            num_heads=1,
+            num_groups=32,
+            time_embedding_scale=1000.0,
+            time_embedding_offset=0.001,
+            fourier_exponents=(5.0, 6.0),
+            input_projection=False,
+            input_skip=True,
+            time_channel=False,
+        ),
+    ),
+    # CPU default for text (e.g. text8 with sequence length 256).
+    "transformer_small": (
+        Transformer,
+        dict(width=256, depth=4, heads=4, max_length=256, dropout=0.0, input_skip=True),
+    ),
+    # The paper's text8 network (about 170M parameters).
+    "transformer_text8_paper": (
+        Transformer,
+        dict(width=768, depth=24, heads=12, max_length=256, dropout=0.0, input_skip=True),
+    ),
+}
+
+
+def _factory(name: str) -> Callable[..., nn.Module]:
+    cls, defaults = CONFIGS[name]
+
+    def build(in_features_or_channels: int, out_features_or_channels: int, **overrides: Any) -> nn.Module:
+        kwargs = dict(defaults)
+        kwargs.update(overrides)
+        return cls(in_features_or_channels, out_features_or_channels, **kwargs)
+
+    build.__name__ = f"build_{name}"
+    build.__doc__ = f"Build the ``{name}`` backbone: ``{cls.__name__}`` with defaults {defaults!r}."
+    return build
+
+
+#: name -> factory ``f(in_features_or_channels, out_features_or_channels, **overrides)``
+BACKBONES: Dict[str, Callable[..., nn.Module]] = {name: _factory(name) for name in CONFIGS}
+
+
+def list_backbones() -> List[str]:
+    """The names of the registered configurations, sorted."""
+    return sorted(BACKBONES)
+
+
+def backbone_config(name: str) -> Dict[str, Any]:
+    """The class name and default keyword arguments of a named configuration.
+
+    :param name: a name from :func:`list_backbones`.
+    """
+    if name not in CONFIGS:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
+    cls, defaults = CONFIGS[name]
+    return {"class": cls.__name__, **defaults}
+
+
+def build_backbone(
+    name: str, in_features_or_channels: int, out_features_or_channels: int, **overrides: Any
+) -> nn.Module:
+    """Build a named backbone.
+
+    :param name: a name from :func:`list_backbones`.
+    :param in_features_or_channels: input features (MLP, Transformer) or channels (U-Net) of
+        the data representation, not counting internally added channels.
+    :param out_features_or_channels: output features or channels.
+    :param overrides: keyword arguments replacing the configuration's defaults.
+    :return: the backbone module.
+    """
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
+    return BACKBONES[name](in_features_or_channels, out_features_or_channels, **overrides)
