@@ -76,6 +76,15 @@ class BFN(nn.Module):
         self.data_shape = tuple(int(d) for d in data_shape)
         self.autocast_dtype = autocast_dtype
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The working precision: the dtype of the network's floating parameters (times,
+        accuracies and losses are computed in it; autocast only changes the network's matmuls)."""
+        for parameter in self.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+        return torch.get_default_dtype()
+
     # ------------------------------------------------------------------ network
     def _autocast(self, device: torch.device):
         if self.autocast_dtype is None:
@@ -93,7 +102,9 @@ class BFN(nn.Module):
             raise ValueError(
                 f"the network returned shape {tuple(network_output.shape)}, expected {tuple(expected)}"
             )
-        return self.data_type.output(network_output.float(), input_distribution, t)
+        if network_output.dtype in (torch.float16, torch.bfloat16):
+            network_output = network_output.float()  # loss arithmetic never in half precision
+        return self.data_type.output(network_output, input_distribution, t)
 
     def _check_batch(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
@@ -106,7 +117,7 @@ class BFN(nn.Module):
     def continuous_time_loss(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """:math:`L^\\infty` per example, shape ``(B,)``; ``t`` defaults to ``U(0, 1)`` draws."""
         if t is None:
-            t = torch.rand(x.shape[0], device=x.device)
+            t = torch.rand(x.shape[0], device=x.device, dtype=self.dtype)
         input_distribution = self.data_type.sample_input(x, t)
         output = self.output_distribution(input_distribution, t)
         rate = continuous_time_kl_rate(output, x)
@@ -117,17 +128,17 @@ class BFN(nn.Module):
         defaults to uniform draws."""
         if i is None:
             i = torch.randint(1, n_steps + 1, (x.shape[0],), device=x.device)
-        t = (i - 1).float() / n_steps
+        t = (i - 1).to(self.dtype) / n_steps
         input_distribution = self.data_type.sample_input(x, t)
         output = self.output_distribution(input_distribution, t)
-        accuracy = self.data_type.step_accuracy(i, n_steps, x)
+        accuracy = self.data_type.step_accuracy(i, n_steps, x, self.dtype)
         sender = self.data_type.sender(x, accuracy)
         receiver = self.data_type.receiver(output, accuracy)
         return n_steps * _sum_data_dims(kl_divergence(sender, receiver))
 
     def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`L^r` per example, shape ``(B,)``."""
-        t = torch.ones(x.shape[0], device=x.device)
+        t = torch.ones(x.shape[0], device=x.device, dtype=self.dtype)
         input_distribution = self.data_type.sample_input(x, t)
         output = self.output_distribution(input_distribution, t)
         return -_sum_data_dims(self.data_type.reconstruction_distribution(output).log_prob(x))
@@ -164,15 +175,16 @@ class BFN(nn.Module):
         if device is None:
             device = next(self.parameters()).device
         shape = (num_samples,) + self.data_shape
-        input_distribution = self.data_type.prior(shape, device=device)
+        dtype = self.dtype
+        input_distribution = self.data_type.prior(shape, dtype=dtype, device=device)
         for step in range(1, n_steps + 1):
-            t = torch.full((num_samples,), (step - 1) / n_steps, device=device)
+            t = torch.full((num_samples,), (step - 1) / n_steps, device=device, dtype=dtype)
             k = self.output_distribution(input_distribution, t).sample()
             i = torch.full((num_samples,), step, device=device)
-            accuracy = self.data_type.step_accuracy(i, n_steps, k)
+            accuracy = self.data_type.step_accuracy(i, n_steps, k, dtype)
             y = self.data_type.sender(k, accuracy).sample()
             input_distribution = input_distribution.update(y, accuracy)
             if progress is not None:
                 progress(step, n_steps)
-        output = self.output_distribution(input_distribution, torch.ones(num_samples, device=device))
+        output = self.output_distribution(input_distribution, torch.ones(num_samples, device=device, dtype=dtype))
         return output.mode if mode else output.sample()

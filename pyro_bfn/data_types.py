@@ -51,10 +51,6 @@ def _per_example(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape + (1,) * (like.dim() - 1))
 
 
-def _float_dtype(x: torch.Tensor) -> torch.dtype:
-    return x.dtype if x.is_floating_point() else torch.float32
-
-
 class DataType:
     """Interface shared by the three data types."""
 
@@ -100,13 +96,13 @@ class DataType:
         reconstruction loss :math:`L^r`."""
         return output
 
-    def step_accuracy(self, i, n_steps, x):
-        """:math:`\\alpha_i` for step indices ``i`` of shape ``(B,)``, broadcasting over data ``x``."""
-        return _per_example(self.schedule.step_accuracy(i, n_steps).to(_float_dtype(x)), x)
+    def step_accuracy(self, i, n_steps, x, dtype):
+        """:math:`\\alpha_i` in ``dtype`` for step indices ``i`` of shape ``(B,)``, broadcasting over data ``x``."""
+        return _per_example(self.schedule.step_accuracy(i, n_steps, dtype=dtype), x)
 
     def rate(self, t, x):
-        """:math:`\\alpha(t)` for times ``t`` of shape ``(B,)``, broadcasting over data ``x``."""
-        return _per_example(self.schedule.alpha(t).to(_float_dtype(x)), x)
+        """:math:`\\alpha(t)` (in the dtype of ``t``, shape ``(B,)``), broadcasting over data ``x``."""
+        return _per_example(self.schedule.alpha(t), x)
 
     def num_variables(self, data_shape) -> int:
         return math.prod(data_shape)
