@@ -42,6 +42,12 @@ def bin_centres(num_bins: int, dtype=None, device=None) -> torch.Tensor:
     return (2 * k + 1) / num_bins - 1
 
 
+def _bin_edges(num_bins: int, dtype, device=None) -> torch.Tensor:
+    """The ``K + 1`` bin edges :math:`2k/K - 1`, :math:`k = 0, \\dots, K`, shape ``(num_bins + 1,)``."""
+    k = torch.arange(num_bins + 1, dtype=dtype, device=device)
+    return 2 * k / num_bins - 1
+
+
 def bin_index(x: torch.Tensor, num_bins: int) -> torch.Tensor:
     """0-based index of the bin whose centre is nearest to ``x`` (clamped to the range)."""
     index = torch.round((x + 1) * (num_bins / 2) - 0.5)
@@ -70,6 +76,25 @@ class _BinCentres(constraints.Constraint):
 
     def __repr__(self):
         return f"BinCentres(num_bins={self.num_bins})"
+
+
+class _Simplex(constraints.Constraint):
+    """Nonnegative entries summing to one up to the rounding of a sum of ``K`` terms in the
+    tensor's dtype (torch's ``simplex`` uses a fixed 1e-6, which float32 bin probabilities
+    computed exactly to rounding exceed for a hundred bins or more)."""
+
+    event_dim = 1
+
+    def check(self, value):
+        eps = torch.finfo(value.dtype).eps if value.is_floating_point() else 0.0
+        tolerance = max(1e-6, 4 * value.shape[-1] * eps)
+        return (value >= 0).all(-1) & ((value.sum(-1) - 1).abs() <= tolerance)
+
+    def __repr__(self):
+        return "Simplex()"
+
+
+_simplex = _Simplex()
 
 
 def _log1mexp(z):
@@ -141,15 +166,17 @@ class DiscretisedOutput(BFNDistribution):
     def _standardised_edges(self, centres):
         """Standardised lower and upper edges of the bins at ``centres`` (broadcast with the
         batch), with the outer edges at -inf and +inf."""
-        half_width = 1.0 / self.num_bins
-        lower = centres - half_width
-        upper = centres + half_width
+        # the K + 1 edges 2k/K - 1, computed once so that the upper edge of a bin is bit for bit
+        # the lower edge of the next (centre +- 1/K rounds differently on the two sides, and the
+        # gap, divided by a small scale, made the probabilities miss or double-count mass)
+        edges = _bin_edges(self.num_bins, centres.dtype, centres.device)
+        lower, upper = edges[:-1], edges[1:]
         a = (lower - self.loc[..., None]) / self.scale[..., None]
         b = (upper - self.loc[..., None]) / self.scale[..., None]
         # replace the outer edges by -inf/+inf after standardising: (+-inf - loc) / scale would
         # have an infinite derivative in scale, and inf * 0 = NaN in the backward pass
-        a = torch.where(lower <= -1 + 0.5 * half_width, torch.full_like(a, -math.inf), a)
-        b = torch.where(upper >= 1 - 0.5 * half_width, torch.full_like(b, math.inf), b)
+        a[..., 0] = -math.inf
+        b[..., -1] = math.inf
         return a, b
 
     @lazy_property
@@ -168,11 +195,10 @@ class DiscretisedOutput(BFNDistribution):
         if self._validate_args:
             self._validate_sample(value)
         index = bin_index(value, self.num_bins)
-        centre = bin_centres(self.num_bins, dtype=torch.float64, device=value.device)[index]
+        edges = _bin_edges(self.num_bins, torch.float64, value.device)
         loc, scale = self.loc.double(), self.scale.double()
-        half_width = 1.0 / self.num_bins
-        lower = (centre - half_width - loc) / scale
-        upper = (centre + half_width - loc) / scale
+        lower = (edges[index] - loc) / scale
+        upper = (edges[index + 1] - loc) / scale
         # outer edges at -inf/+inf, set after standardising so that no gradient flows through
         # (+-inf - loc) / scale (inf * 0 = NaN in the backward pass)
         lower = torch.where(index == 0, torch.full_like(lower, -math.inf), lower)
@@ -223,7 +249,7 @@ class DiscretisedReceiver(BFNDistribution):
     :param torch.Tensor accuracy: :math:`\\alpha > 0`, broadcastable with ``batch_shape``.
     """
 
-    arg_constraints = {"probs": constraints.simplex, "accuracy": finite_positive}
+    arg_constraints = {"probs": _simplex, "accuracy": finite_positive}
     _parameter_event_dims = {"probs": 1}
     support = constraints.real
     has_rsample = False
