@@ -6,6 +6,24 @@ features (MLP, Transformer) or channels (U-Nets) of the network input and output
 time channel, Fourier features) are not counted in ``in_``: the paper's binarized-MNIST
 network is ``build_backbone("unet_mnist_paper", 1, 1)``.
 
+Parameter counts (trainable parameters only; buffers such as the fixed position table are
+not counted), with the ``in`` / ``out`` shown:
+
+============================ ======== ===============================
+name                         in, out  parameters
+============================ ======== ===============================
+``mlp_small``                784, 784 550,416
+``unet_small``               1, 1     2,426,449
+``unet_mnist_small_variant`` 1, 1     1,080,545
+``unet_mnist_paper``         1, 1     24,808,961 (paper: about 24.8M)
+``unet_cifar_paper``         3, 6     30,731,160 (paper: about 30.7M)
+``transformer_small``        27, 27   3,181,083
+``transformer_text8_paper``  27, 27   170,175,003 (paper: about 170M)
+============================ ======== ===============================
+
+For the MNIST U-Nets, ``in = 1`` data channel; the ``2t - 1`` channel is appended inside, so
+the per-pixel input projection maps 2 channels to ``base_width``.
+
 To count the parameters of a large configuration without allocating memory::
 
     with torch.device("meta"):
@@ -29,6 +47,8 @@ __all__ = ["BACKBONES", "CONFIGS", "backbone_config", "build_backbone", "list_ba
 CONFIGS: Dict[str, tuple] = {
     "mlp_small": (MLP, dict(hidden=256, depth=3, time_embedding_dim=64, dropout=0.0)),
     # CPU default for binarized MNIST (28x28): paper-style input handling, small widths.
+    # Forward+backward at batch 64 on 2 shared CPU cores (noisy): ~85 ex/s float32,
+    # ~190 ex/s under bf16 autocast, i.e. ~170k examples (~3 epochs) in 15 min with bf16.
     "unet_small": (
         UNet,
         dict(
