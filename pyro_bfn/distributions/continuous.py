@@ -4,16 +4,16 @@ Every per-dimension object of the continuous family is a Normal, so every class 
 :class:`pyro.distributions.Normal` (log-density, sampling, entropy, CDF are Pyro's), built
 from the paper's own parameters:
 
-========================  =====================================================  ==========
-paper object              distribution                                           class
-========================  =====================================================  ==========
-input  p_I(x | theta)     :math:`N(x;\\, \\mu, \\rho^{-1})`                         NormalInput
-sender p_S(y | x; a)      :math:`N(y;\\, x, \\alpha^{-1})`                          NormalSender
-output p_O(x | theta; t)  :math:`\\delta(x - \\hat x)`                               PointMassOutput
-receiver p_R(y | theta)   :math:`N(y;\\, \\hat x, \\alpha^{-1})`                     NormalReceiver
-update p_U(mu' | ..)      :math:`N(\\frac{\\rho\\mu + \\alpha x}{\\rho + \\alpha}, \\frac{\\alpha}{(\\rho+\\alpha)^2})`   NormalUpdate
-flow   p_F(mu | x; t)     :math:`N(\\gamma x,\\, \\gamma(1 - \\gamma))`              NormalFlow
-========================  =====================================================  ==========
+========================  ===================================================================================  ===============
+paper object              distribution                                                                         class
+========================  ===================================================================================  ===============
+input  p_I(x | theta)     :math:`N(x;\\, \\mu, \\rho^{-1})`                                                       NormalInput
+sender p_S(y | x; a)      :math:`N(y;\\, x, \\alpha^{-1})`                                                       NormalSender
+output p_O(x | theta; t)  :math:`\\delta(x - \\hat x)`                                                           PointMassOutput
+receiver p_R(y | theta)   :math:`N(y;\\, \\hat x, \\alpha^{-1})`                                                  NormalReceiver
+update p_U(mu' | ..)      :math:`N(\\frac{\\rho\\mu + \\alpha x}{\\rho + \\alpha}, \\frac{\\alpha}{(\\rho+\\alpha)^2})`  NormalUpdate
+flow   p_F(mu | x; t)     :math:`N(\\gamma x,\\, \\gamma(1 - \\gamma))`                                            NormalFlow
+========================  ===================================================================================  ===============
 
 All are per-dimension (``event_shape == ()``); use ``.to_event(n)`` for data of ``n``
 dimensions.

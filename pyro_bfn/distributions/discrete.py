@@ -1,15 +1,15 @@
 """BFN distributions for discrete data with ``K`` classes (paper Sec. 5).
 
-========================  =================================================================  ==================
-paper object              distribution                                                       class
-========================  =================================================================  ==================
-input  p_I(x | theta)     :math:`\\mathrm{Cat}(\\theta)`                                        CategoricalInput
-sender p_S(y | x; a)      :math:`N(y;\\, \\alpha(K e_x - 1), \\alpha K I)`                       DiscreteSender
-output p_O(x | theta; t)  :math:`\\mathrm{Cat}(\\mathrm{softmax}(\\Psi(\\theta, t)))`             CategoricalOutput
-receiver p_R(y | theta)   :math:`\\sum_k p_O(k) N(y;\\, \\alpha(K e_k - 1), \\alpha K I)`          DiscreteReceiver
-update p_U(theta' | ..)   :math:`\\mathrm{softmax}(\\ln\\theta + y),\\; y \\sim p_S`                  DiscreteUpdate
-flow   p_F(theta | x; t)  :math:`\\mathrm{softmax}(y),\\; y \\sim N(\\beta(K e_x - 1), \\beta K I)`   DiscreteFlow
-========================  =================================================================  ==================
+========================  ====================================================================  =================
+paper object              distribution                                                          class
+========================  ====================================================================  =================
+input  p_I(x | theta)     :math:`\\mathrm{Cat}(\\theta)`                                          CategoricalInput
+sender p_S(y | x; a)      :math:`N(y;\\, \\alpha(K e_x - 1), \\alpha K I)`                         DiscreteSender
+output p_O(x | theta; t)  :math:`\\mathrm{Cat}(\\mathrm{softmax}(\\Psi(\\theta, t)))`               CategoricalOutput
+receiver p_R(y | theta)   :math:`\\sum_k p_O(k) N(y;\\, \\alpha(K e_k - 1), \\alpha K I)`           DiscreteReceiver
+update p_U(theta' | ..)   :math:`\\mathrm{softmax}(\\ln\\theta + y),\\; y \\sim p_S`                 DiscreteUpdate
+flow   p_F(theta | x; t)  :math:`\\mathrm{softmax}(y),\\; y \\sim N(\\beta(K e_x - 1), \\beta K I)`  DiscreteFlow
+========================  ====================================================================  =================
 
 Class indices are 0-based integers. The sender, receiver, update and flow distributions have
 ``event_shape == (K,)``; the receiver is the paper's joint K-dimensional mixture, not a
