@@ -8,9 +8,21 @@ tensor; it knows nothing about BFNs except shapes:
 * :class:`Transformer`: ``(B, L, F_in), (B,) -> (B, L, F_out)``.
 
 Named configurations (including the paper's networks) are built with :func:`build_backbone`.
+
+Every backbone also takes an optional ``context`` (``forward(h, t, context)``) when built with
+``num_classes`` (class labels, shape ``(B,)``) or ``context_dim`` (float vectors, shape
+``(B, context_dim)``): a :class:`~pyro_bfn.models.layers.ContextEmbedding` added to the time
+embedding, with a learned null token for ``context=None`` (classifier-free training).
 """
 
-from .layers import FourierFeatures, SinusoidalTimeEmbedding, sinusoidal_embedding, sinusoidal_positions
+from .layers import (
+    NULL_LABEL,
+    ContextEmbedding,
+    FourierFeatures,
+    SinusoidalTimeEmbedding,
+    sinusoidal_embedding,
+    sinusoidal_positions,
+)
 from .mlp import MLP
 from .registry import BACKBONES, backbone_config, build_backbone, list_backbones
 from .transformer import Transformer
@@ -18,6 +30,8 @@ from .unet import UNet
 
 __all__ = [
     "BACKBONES",
+    "ContextEmbedding",
+    "NULL_LABEL",
     "FourierFeatures",
     "MLP",
     "SinusoidalTimeEmbedding",

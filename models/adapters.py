@@ -61,18 +61,21 @@ class BackboneAdapter(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
 
-    def forward(self, features: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """:param features: ``(B, *data_shape, in_features)``; :param t: ``(B,)``;
+        :param context: passed on to the backbone when not ``None`` (labels ``(B,)`` or vectors
+            ``(B, context_dim)`` for a backbone built with ``num_classes`` / ``context_dim``);
         :returns: ``(B, *data_shape, out_features)``."""
         batch = features.shape[0]
+        extra = () if context is None else (context,)
         if self.layout == "flat":
-            out = self.backbone(features.reshape(batch, -1), t)
+            out = self.backbone(features.reshape(batch, -1), t, *extra)
             return out.reshape((batch,) + self.data_shape + (self.out_features,))
         if self.layout == "image":
             channels, height, width = self.data_shape
             # (B, C, H, W, F) -> (B, C, F, H, W) -> (B, C*F, H, W)
             h = features.permute(0, 1, 4, 2, 3).reshape(batch, channels * self.in_features, height, width)
-            out = self.backbone(h, t)
+            out = self.backbone(h, t, *extra)
             out = out.reshape(batch, channels, self.out_features, height, width)
             return out.permute(0, 1, 3, 4, 2)
-        return self.backbone(features, t)
+        return self.backbone(features, t, *extra)

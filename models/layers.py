@@ -15,10 +15,14 @@ import torch
 from torch import nn
 
 __all__ = [
+    "NULL_LABEL",
+    "ContextEmbedding",
     "FourierFeatures",
     "SinusoidalTimeEmbedding",
+    "check_no_context",
     "check_time",
     "group_norm",
+    "make_context_embedding",
     "num_groups_for",
     "sinusoidal_embedding",
     "sinusoidal_positions",
@@ -174,3 +178,93 @@ def check_time(t: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     if t.shape != (batch,):
         raise ValueError(f"{name}: t must have shape (B,) = ({batch},), got {tuple(t.shape)}")
     return t
+
+
+#: The label that stands for "no context" (the null token of classifier-free training).
+NULL_LABEL = -1
+
+
+class ContextEmbedding(nn.Module):
+    """Embedding of a conditioning context, added to a backbone's time embedding.
+
+    Two kinds of context, fixed at construction:
+
+    * class labels (``num_classes``): an integer tensor of shape ``(B,)`` with values in
+      ``0..num_classes-1``, embedded by a table of ``num_classes + 1`` rows, the last being
+      the learned null token; the label :data:`NULL_LABEL` (``-1``) selects it;
+    * float vectors (``context_dim``): shape ``(B, context_dim)``, embedded by a linear map; a
+      row holding NaN selects a learned null vector instead.
+
+    ``context=None`` selects the null token for the whole batch (an unconditional call), so a
+    model trained with context dropout (classifier-free training) is also an unconditional
+    model.
+
+    :param dim: embedding size ``E`` (that of the time embedding it is added to).
+    :param num_classes: number of class labels, or ``None``.
+    :param context_dim: size of a float context vector, or ``None``. Exactly one of
+        ``num_classes`` and ``context_dim`` is given.
+    """
+
+    def __init__(self, dim: int, num_classes: int | None = None, context_dim: int | None = None):
+        super().__init__()
+        if (num_classes is None) == (context_dim is None):
+            raise ValueError("give exactly one of num_classes and context_dim")
+        self.dim = int(dim)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.context_dim = None if context_dim is None else int(context_dim)
+        if self.num_classes is not None:
+            if self.num_classes < 1:
+                raise ValueError(f"num_classes must be positive, got {num_classes}")
+            self.table = nn.Embedding(self.num_classes + 1, self.dim)
+        else:
+            if self.context_dim < 1:
+                raise ValueError(f"context_dim must be positive, got {context_dim}")
+            self.linear = nn.Linear(self.context_dim, self.dim)
+            self.null = nn.Parameter(torch.zeros(self.dim))
+
+    def forward(self, context: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """:param context: labels ``(B,)``, vectors ``(B, context_dim)``, or ``None``.
+
+        :param batch: the batch size ``B``.
+        :return: the embedding, shape ``(B, E)``.
+        """
+        if self.num_classes is not None:
+            if context is None:
+                labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=self.table.weight.device)
+            else:
+                if not isinstance(context, torch.Tensor) or context.is_floating_point() or context.dtype == torch.bool:
+                    raise ValueError("context: class labels must be an integer tensor of shape (B,)")
+                if context.shape != (batch,):
+                    raise ValueError(f"context: labels must have shape (B,) = ({batch},), got {tuple(context.shape)}")
+                if ((context < NULL_LABEL) | (context >= self.num_classes)).any():
+                    raise ValueError(f"context: labels must lie in 0..{self.num_classes - 1} (or {NULL_LABEL} for none)")
+                labels = torch.where(context == NULL_LABEL, self.num_classes, context).long()
+            return self.table(labels)
+        if context is None:
+            return self.null.expand(batch, self.dim)
+        if not isinstance(context, torch.Tensor) or not context.is_floating_point():
+            raise ValueError("context: a float context must be a floating-point tensor of shape (B, context_dim)")
+        if context.shape != (batch, self.context_dim):
+            raise ValueError(
+                f"context: expected shape (B, context_dim) = ({batch}, {self.context_dim}), got {tuple(context.shape)}"
+            )
+        missing = torch.isnan(context).any(-1, keepdim=True)
+        embedded = self.linear(torch.where(missing, torch.zeros_like(context), context).to(self.linear.weight.dtype))
+        return torch.where(missing, self.null.to(embedded.dtype).expand_as(embedded), embedded)
+
+    def extra_repr(self) -> str:
+        kind = f"num_classes={self.num_classes}" if self.num_classes is not None else f"context_dim={self.context_dim}"
+        return f"dim={self.dim}, {kind}"
+
+
+def make_context_embedding(dim: int, num_classes=None, context_dim=None):
+    """A :class:`ContextEmbedding`, or ``None`` when neither option is set (an unconditional backbone)."""
+    if num_classes is None and context_dim is None:
+        return None
+    return ContextEmbedding(dim, num_classes, context_dim)
+
+
+def check_no_context(context, name: str) -> None:
+    """Raise ``ValueError`` when a context is given to an unconditional backbone."""
+    if context is not None:
+        raise ValueError(f"{name}: got a context, but the backbone was built without num_classes or context_dim")

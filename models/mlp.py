@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import SinusoidalTimeEmbedding, check_time
+from .layers import SinusoidalTimeEmbedding, check_no_context, check_time, make_context_embedding
 
 __all__ = ["MLP"]
 
@@ -25,6 +25,11 @@ class MLP(nn.Module):
     :param time_embedding_dim: size of the sinusoidal time embedding.
     :param dropout: dropout probability after each hidden activation.
     :param time_embedding_scale: the sinusoids are evaluated at ``time_embedding_scale * t``.
+    :param num_classes: condition on a class label (``context`` of shape ``(B,)``): a learned
+        label embedding is added to the time embedding
+        (:class:`~pyro_bfn.models.layers.ContextEmbedding`).
+    :param context_dim: condition on a float vector (``context`` of shape ``(B, context_dim)``)
+        instead, through a linear embedding added to the time embedding.
     """
 
     def __init__(
@@ -36,6 +41,8 @@ class MLP(nn.Module):
         time_embedding_dim: int = 64,
         dropout: float = 0.0,
         time_embedding_scale: float = 1000.0,
+        num_classes: int | None = None,
+        context_dim: int | None = None,
     ):
         super().__init__()
         if depth < 1:
@@ -43,6 +50,7 @@ class MLP(nn.Module):
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, scale=time_embedding_scale)
+        self.context_embedding = make_context_embedding(time_embedding_dim, num_classes, context_dim)
         layers: list[nn.Module] = []
         width = in_features + time_embedding_dim
         for _ in range(depth):
@@ -53,11 +61,13 @@ class MLP(nn.Module):
         self.body = nn.Sequential(*layers)
         self.output = nn.Linear(hidden, out_features)
 
-    def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the network.
 
         :param h: network input, shape ``(B, F_in)``.
         :param t: times in [0, 1], shape ``(B,)``.
+        :param context: labels ``(B,)`` or vectors ``(B, context_dim)`` for a conditional MLP
+            (``None``: the null context); must be ``None`` for an unconditional one.
         :return: output, shape ``(B, F_out)``.
         """
         if h.dim() != 2 or h.shape[1] != self.in_features:
@@ -65,5 +75,10 @@ class MLP(nn.Module):
                 f"MLP: expected input of shape (B, {self.in_features}), got {tuple(h.shape)}"
             )
         t = check_time(t, h.shape[0], "MLP")
-        emb = self.time_embedding(t).to(h.dtype)
+        emb = self.time_embedding(t)
+        if self.context_embedding is None:
+            check_no_context(context, "MLP")
+        else:
+            emb = emb + self.context_embedding(context, h.shape[0]).float()
+        emb = emb.to(h.dtype)
         return self.output(self.body(torch.cat([h, emb], dim=-1)))

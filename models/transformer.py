@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import check_time, sinusoidal_positions
+from .layers import check_no_context, check_time, make_context_embedding, sinusoidal_positions
 
 __all__ = ["Transformer", "TransformerBlock"]
 
@@ -70,6 +70,11 @@ class Transformer(nn.Module):
     :param dropout: dropout on the attention weights and residual branches.
     :param input_skip: concatenate the input embedding with the final LayerNorm output.
     :param mlp_ratio: MLP hidden width is ``mlp_ratio * width``.
+    :param num_classes: condition on a class label (``context`` of shape ``(B,)``): a learned
+        label embedding is added, like the time embedding, at every position
+        (:class:`~pyro_bfn.models.layers.ContextEmbedding`).
+    :param context_dim: condition on a float vector (``context`` of shape ``(B, context_dim)``)
+        instead, through a linear embedding.
     """
 
     def __init__(
@@ -83,6 +88,8 @@ class Transformer(nn.Module):
         dropout: float = 0.0,
         input_skip: bool = True,
         mlp_ratio: int = 4,
+        num_classes: int | None = None,
+        context_dim: int | None = None,
     ):
         super().__init__()
         self.in_features = int(in_features)
@@ -91,11 +98,14 @@ class Transformer(nn.Module):
         self.input_skip = bool(input_skip)
         self.input_embedding = nn.Linear(in_features, width)
         self.time_embedding = nn.Linear(1, width)
+        self.context_embedding = make_context_embedding(width, num_classes, context_dim)
         self.register_buffer("positions", sinusoidal_positions(max_length, width), persistent=False)
         self.blocks = nn.ModuleList(TransformerBlock(width, heads, dropout, mlp_ratio) for _ in range(depth))
         self.ln_f = nn.LayerNorm(width)
         self.output = nn.Linear(2 * width if input_skip else width, out_features)
         self._init_weights(depth)
+        if self.context_embedding is not None and self.context_embedding.num_classes is not None:
+            nn.init.normal_(self.context_embedding.table.weight, mean=0.0, std=0.02)
 
     @torch.no_grad()
     def _init_weights(self, depth: int) -> None:
@@ -107,11 +117,13 @@ class Transformer(nn.Module):
             for lin in (blk.attn_out, blk.fc_out):
                 nn.init.normal_(lin.weight, mean=0.0, std=0.02 / math.sqrt(2 * max(depth, 1)))
 
-    def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the network.
 
         :param h: network input, shape ``(B, L, F_in)`` with ``L <= max_length``.
         :param t: times in [0, 1], shape ``(B,)``.
+        :param context: labels ``(B,)`` or vectors ``(B, context_dim)`` for a conditional
+            Transformer (``None``: the null context); must be ``None`` for an unconditional one.
         :return: output, shape ``(B, L, F_out)``.
         """
         if h.dim() != 3 or h.shape[2] != self.in_features:
@@ -127,6 +139,10 @@ class Transformer(nn.Module):
             + self.positions[:n].to(h.dtype)
             + self.time_embedding((2 * t - 1).to(h.dtype)[:, None])[:, None, :]
         )
+        if self.context_embedding is None:
+            check_no_context(context, "Transformer")
+        else:
+            x_in = x_in + self.context_embedding(context, b).to(x_in.dtype)[:, None, :]
         x = x_in
         for blk in self.blocks:
             x = blk(x)

@@ -29,7 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import FourierFeatures, SinusoidalTimeEmbedding, check_time, group_norm
+from .layers import (
+    FourierFeatures,
+    SinusoidalTimeEmbedding,
+    check_no_context,
+    check_time,
+    group_norm,
+    make_context_embedding,
+)
 
 __all__ = ["UNet", "ResidualBlock", "SpatialSelfAttention"]
 
@@ -182,6 +189,11 @@ class UNet(nn.Module):
     :param scale_shift_norm: inject the time by scale-shift of the GroupNorm (BigGAN style)
         instead of a shift.
     :param zero_init_output: initialise the last layer to zero (off by default).
+    :param num_classes: condition on a class label (``context`` of shape ``(B,)``): a learned
+        label embedding is added to the time embedding after its MLP, so every residual block
+        sees it (:class:`~pyro_bfn.models.layers.ContextEmbedding`).
+    :param context_dim: condition on a float vector (``context`` of shape ``(B, context_dim)``)
+        instead, through a linear embedding.
     """
 
     def __init__(
@@ -205,6 +217,8 @@ class UNet(nn.Module):
         output_width: Optional[int] = None,
         scale_shift_norm: bool = False,
         zero_init_output: bool = False,
+        num_classes: Optional[int] = None,
+        context_dim: Optional[int] = None,
     ):
         super().__init__()
         mults = tuple(int(m) for m in width_multipliers)
@@ -239,6 +253,7 @@ class UNet(nn.Module):
             base_width, scale=time_embedding_scale, offset=time_embedding_offset
         )
         self.time_mlp = nn.Sequential(nn.Linear(base_width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.context_embedding = make_context_embedding(emb_dim, num_classes, context_dim)
 
         def res(cin: int, cout: int) -> ResidualBlock:
             return ResidualBlock(cin, cout, emb_dim, dropout, num_groups, scale_shift_norm)
@@ -307,12 +322,14 @@ class UNet(nn.Module):
         """``H`` and ``W`` must be multiples of this."""
         return 2 ** (self.num_levels - 1)
 
-    def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, t: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Apply the network.
 
         :param h: network input, shape ``(B, C_in, H, W)`` with ``H`` and ``W`` divisible by
             ``2 ** (levels - 1)``.
         :param t: times in [0, 1], shape ``(B,)``.
+        :param context: labels ``(B,)`` or vectors ``(B, context_dim)`` for a conditional U-Net
+            (``None``: the null context); must be ``None`` for an unconditional one.
         :return: output, shape ``(B, C_out, H, W)``.
         """
         if h.dim() != 4:
@@ -339,6 +356,10 @@ class UNet(nn.Module):
         skip_in = x if self.input_projection is not None else h
 
         emb = self.time_mlp(self.time_embedding(t).to(self.time_mlp[0].weight.dtype))
+        if self.context_embedding is None:
+            check_no_context(context, "UNet")
+        else:
+            emb = emb + self.context_embedding(context, b).to(emb.dtype)
 
         y = self.conv_in(x)
         hs = [y]

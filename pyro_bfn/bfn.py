@@ -16,11 +16,23 @@ estimated without bias by one draw of :math:`t` and :math:`\\theta` per example)
 
 The network runs under autocast when ``autocast_dtype`` is set; its output is cast to
 float32 before any loss arithmetic.
+
+Conditional BFNs: every loss and the sampler take an optional ``context`` (class labels of
+shape ``(B,)`` or float vectors of shape ``(B, D)``), passed to the network as
+``network(features, t, context)``; the network must then accept it (the backbones of
+:mod:`pyro_bfn.models` do when built with ``num_classes`` or ``context_dim``). With
+``context_dropout = p`` the training loss replaces each example's context by the null token
+with probability ``p`` (classifier-free training): labels by
+:data:`~pyro_bfn.models.layers.NULL_LABEL` (``-1``), float vectors by a row of NaN, which the
+backbones' :class:`~pyro_bfn.models.layers.ContextEmbedding` maps to a learned null
+embedding. ``context=None`` is the null context for a conditional network, and no context at
+all for an unconditional one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,8 +41,9 @@ from torch.distributions import kl_divergence
 
 from .data_types import DataType
 from .distributions import continuous_time_kl_rate
+from .models.layers import NULL_LABEL
 
-__all__ = ["BFN", "LossTerms"]
+__all__ = ["BFN", "LossTerms", "drop_context"]
 
 
 @dataclass
@@ -54,6 +67,16 @@ def _sum_data_dims(value: torch.Tensor) -> torch.Tensor:
     return value.reshape(value.shape[0], -1).sum(-1)
 
 
+def drop_context(context: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """Replace the context of the examples where ``drop`` (bool, shape ``(B,)``) is true by the
+    null token: :data:`~pyro_bfn.models.layers.NULL_LABEL` for integer labels, NaN for float
+    vectors."""
+    if context.is_floating_point():
+        mask = drop.reshape(drop.shape + (1,) * (context.dim() - 1))
+        return torch.where(mask, torch.full_like(context, math.nan), context)
+    return torch.where(drop, torch.full_like(context, NULL_LABEL), context)
+
+
 class BFN(nn.Module):
     """A Bayesian Flow Network.
 
@@ -65,12 +88,17 @@ class BFN(nn.Module):
     :param tuple data_shape: shape of one example, e.g. ``(1, 28, 28)``.
     :param autocast_dtype: run the network under :func:`torch.autocast` with this dtype
         (e.g. ``torch.bfloat16`` on CPU, ``torch.float16`` on CUDA); ``None`` for full precision.
+    :param float context_dropout: probability with which :meth:`loss` replaces an example's
+        context by the null token in training mode (classifier-free training; 0 disables it).
     """
 
-    def __init__(self, data_type: DataType, network: nn.Module, data_shape, autocast_dtype=None):
+    def __init__(self, data_type: DataType, network: nn.Module, data_shape, autocast_dtype=None, context_dropout: float = 0.0):
         super().__init__()
         if not isinstance(data_type, DataType):
             raise TypeError(f"data_type must be a DataType, got {type(data_type).__name__}")
+        if not 0.0 <= float(context_dropout) <= 1.0:
+            raise ValueError(f"context_dropout must lie in [0, 1], got {context_dropout!r}")
+        self.context_dropout = float(context_dropout)
         self.data_type = data_type
         self.network = network
         self.data_shape = tuple(int(d) for d in data_shape)
@@ -91,12 +119,14 @@ class BFN(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
-    def output_distribution(self, input_distribution, t: torch.Tensor):
+    def output_distribution(self, input_distribution, t: torch.Tensor, context: torch.Tensor | None = None):
         """:math:`p_O(\\cdot \\mid \\theta;\\, t)` for input parameters ``input_distribution``
-        (batch shape ``(B, *data_shape)``) at times ``t`` of shape ``(B,)``."""
+        (batch shape ``(B, *data_shape)``) at times ``t`` of shape ``(B,)``, given an optional
+        ``context`` of leading dimension ``B``."""
         features = self.data_type.network_features(input_distribution)
+        extra = () if context is None else (context,)
         with self._autocast(features.device):
-            network_output = self.network(features, t)
+            network_output = self.network(features, t, *extra)
         expected = features.shape[:-1] + (self.data_type.num_output_features,)
         if network_output.shape != expected:
             raise ValueError(
@@ -106,6 +136,13 @@ class BFN(nn.Module):
             network_output = network_output.float()  # loss arithmetic never in half precision
         return self.data_type.output(network_output, input_distribution, t)
 
+    def _output(self, input_distribution, t, context):
+        # the context is passed only when given, so that overrides of output_distribution
+        # with the two-argument signature keep working
+        if context is None:
+            return self.output_distribution(input_distribution, t)
+        return self.output_distribution(input_distribution, t, context)
+
     def _check_batch(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
@@ -113,55 +150,95 @@ class BFN(nn.Module):
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         self.data_type.check_data(x)
 
+    def _check_context(self, context, batch: int):
+        """``None``, or a tensor whose leading dimension is the batch size."""
+        if context is None:
+            return None
+        if not isinstance(context, torch.Tensor):
+            raise ValueError(f"context must be a tensor or None, got {type(context).__name__}")
+        if context.dim() == 0 or context.shape[0] != batch:
+            raise ValueError(f"context must have leading dimension {batch} (the batch), got shape {tuple(context.shape)}")
+        return context
+
+    def _training_context(self, context):
+        """The context with classifier-free dropout applied (training mode only)."""
+        if context is None or not self.training or self.context_dropout == 0.0:
+            return context
+        drop = torch.rand(context.shape[0], device=context.device) < self.context_dropout
+        return drop_context(context, drop)
+
     # ------------------------------------------------------------------ losses
-    def continuous_time_loss(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """:math:`L^\\infty` per example, shape ``(B,)``; ``t`` defaults to ``U(0, 1)`` draws."""
+    def continuous_time_loss(
+        self, x: torch.Tensor, t: torch.Tensor | None = None, context=None, input_distribution=None
+    ) -> torch.Tensor:
+        """:math:`L^\\infty` per example, shape ``(B,)``; ``t`` defaults to ``U(0, 1)`` draws.
+
+        :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` to use
+            (batch shape ``(B, *data_shape)``); drawn here when ``None``.
+        """
         if t is None:
             t = torch.rand(x.shape[0], device=x.device, dtype=self.dtype)
-        input_distribution = self.data_type.sample_input(x, t)
-        output = self.output_distribution(input_distribution, t)
+        if input_distribution is None:
+            input_distribution = self.data_type.sample_input(x, t)
+        output = self._output(input_distribution, t, context)
         rate = continuous_time_kl_rate(output, x)
         return _sum_data_dims(self.data_type.rate(t, x) * rate)
 
-    def discrete_time_loss(self, x: torch.Tensor, n_steps: int, i: torch.Tensor | None = None) -> torch.Tensor:
+    def discrete_time_loss(
+        self, x: torch.Tensor, n_steps: int, i: torch.Tensor | None = None, context=None, input_distribution=None
+    ) -> torch.Tensor:
         """:math:`L^n` per example, shape ``(B,)``; ``i`` (shape ``(B,)``, values ``1..n``)
-        defaults to uniform draws."""
+        defaults to uniform draws.
+
+        :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t_{i-1})`
+            to use; drawn here when ``None``.
+        """
         if i is None:
             i = torch.randint(1, n_steps + 1, (x.shape[0],), device=x.device)
         t = (i - 1).to(self.dtype) / n_steps
-        input_distribution = self.data_type.sample_input(x, t)
-        output = self.output_distribution(input_distribution, t)
+        if input_distribution is None:
+            input_distribution = self.data_type.sample_input(x, t)
+        output = self._output(input_distribution, t, context)
         accuracy = self.data_type.step_accuracy(i, n_steps, x, self.dtype)
         sender = self.data_type.sender(x, accuracy)
         receiver = self.data_type.receiver(output, accuracy)
         return n_steps * _sum_data_dims(kl_divergence(sender, receiver))
 
-    def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`L^r` per example, shape ``(B,)``."""
+    def reconstruction_loss(self, x: torch.Tensor, context=None, input_distribution=None) -> torch.Tensor:
+        """:math:`L^r` per example, shape ``(B,)``.
+
+        :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, 1)` to
+            use; drawn here when ``None``.
+        """
         t = torch.ones(x.shape[0], device=x.device, dtype=self.dtype)
-        input_distribution = self.data_type.sample_input(x, t)
-        output = self.output_distribution(input_distribution, t)
+        if input_distribution is None:
+            input_distribution = self.data_type.sample_input(x, t)
+        output = self._output(input_distribution, t, context)
         return -_sum_data_dims(self.data_type.reconstruction_distribution(output).log_prob(x))
 
-    def loss(self, x: torch.Tensor, n_steps: int | None = None, reconstruction: bool = True) -> LossTerms:
+    def loss(self, x: torch.Tensor, n_steps: int | None = None, reconstruction: bool = True, context=None) -> LossTerms:
         """Loss terms for a batch ``x`` of shape ``(B, *data_shape)``.
 
         :param int n_steps: ``None`` for the continuous-time loss, else the n-step loss.
         :param bool reconstruction: also compute :math:`L^r` (needed for the likelihood bound;
             training usually skips it, as in the paper).
+        :param context: optional conditioning, labels ``(B,)`` or vectors ``(B, D)``; in
+            training mode each example's context is dropped to the null token with probability
+            ``context_dropout``.
         """
         self._check_batch(x)
+        context = self._training_context(self._check_context(context, x.shape[0]))
         if n_steps is None:
-            flow = self.continuous_time_loss(x)
+            flow = self.continuous_time_loss(x, context=context)
         else:
             if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
                 raise ValueError(f"n_steps must be a positive integer or None, got {n_steps!r}")
-            flow = self.discrete_time_loss(x, n_steps)
-        return LossTerms(flow, self.reconstruction_loss(x) if reconstruction else None)
+            flow = self.discrete_time_loss(x, n_steps, context=context)
+        return LossTerms(flow, self.reconstruction_loss(x, context=context) if reconstruction else None)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def sample(self, num_samples: int, n_steps: int, mode: bool = False, device=None, progress=None):
+    def sample(self, num_samples: int, n_steps: int, mode: bool = False, device=None, progress=None, context=None):
         """Draw ``num_samples`` examples with the paper's ``n``-step sampler: from the prior, for
         ``i = 1..n``: run the network at :math:`t_{i-1}`, draw :math:`k \\sim p_O`, draw
         :math:`y \\sim p_S(\\cdot \\mid k;\\, \\alpha_i)`, apply the Bayesian update. Every one of the
@@ -169,22 +246,41 @@ class BFN(nn.Module):
         its mode) is returned, shape ``(num_samples, *data_shape)``.
 
         :param progress: optional callable ``progress(i, n_steps)`` called after each update.
+        :param context: optional conditioning: one label or vector for every sample (an ``int``,
+            a 0-d tensor or a vector of shape ``(D,)`` is repeated), or ``num_samples`` of them.
         """
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
         if device is None:
             device = next(self.parameters()).device
+        context = self._sampling_context(context, num_samples, device)
         shape = (num_samples,) + self.data_shape
         dtype = self.dtype
         input_distribution = self.data_type.prior(shape, dtype=dtype, device=device)
         for step in range(1, n_steps + 1):
             t = torch.full((num_samples,), (step - 1) / n_steps, device=device, dtype=dtype)
-            k = self.output_distribution(input_distribution, t).sample()
+            k = self._output(input_distribution, t, context).sample()
             i = torch.full((num_samples,), step, device=device)
             accuracy = self.data_type.step_accuracy(i, n_steps, k, dtype)
             y = self.data_type.sender(k, accuracy).sample()
             input_distribution = input_distribution.update(y, accuracy)
             if progress is not None:
                 progress(step, n_steps)
-        output = self.output_distribution(input_distribution, torch.ones(num_samples, device=device, dtype=dtype))
+        output = self._output(input_distribution, torch.ones(num_samples, device=device, dtype=dtype), context)
         return output.mode if mode else output.sample()
+
+    def _sampling_context(self, context, num_samples: int, device):
+        if context is None:
+            return None
+        if isinstance(context, bool):
+            raise ValueError("context must be an int, a tensor or None, got a bool")
+        if isinstance(context, int):
+            context = torch.tensor(context)
+        if not isinstance(context, torch.Tensor):
+            raise ValueError(f"context must be an int, a tensor or None, got {type(context).__name__}")
+        context = context.to(device)
+        if context.dim() == 0:
+            return context.expand(num_samples)
+        if context.is_floating_point() and context.dim() == 1:
+            return context.expand(num_samples, context.shape[0])
+        return self._check_context(context, num_samples)
