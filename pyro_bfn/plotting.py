@@ -9,10 +9,9 @@ import os
 
 import torch
 
-__all__ = ["decode_symbols", "plot_training_curves", "save_image_grid", "save_text_samples"]
+from .data import TEXT8_ALPHABET as _ALPHABET  # index 0 is the space, 1..26 are a..z
 
-#: index 0 is the space, 1..26 are a..z (the text8 alphabet)
-_ALPHABET = " abcdefghijklmnopqrstuvwxyz"
+__all__ = ["decode_symbols", "plot_training_curves", "save_image_grid", "save_text_samples"]
 
 
 def _pyplot():
