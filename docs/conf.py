@@ -1,9 +1,13 @@
-"""Sphinx configuration for the pyro-bfn documentation (built in CI with -W)."""
+"""Sphinx configuration for the pyro-bfn documentation (built in CI with -W: any warning fails)."""
 
+import glob
 import os
+import re
 import sys
 
-sys.path.insert(0, os.path.abspath(".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
 
 project = "pyro-bfn"
 author = "pyro-bfn developers"
@@ -19,6 +23,136 @@ autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_typehints = "description"
 nitpicky = False
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated", "snippets"]
 html_theme = "furo"
 html_title = "pyro-bfn"
+html_static_path = []
+if os.path.isdir(os.path.join(HERE, "_static")):
+    html_static_path = ["_static"]
+
+# MathJax: a few macros used throughout the pages.
+mathjax3_config = {
+    "tex": {
+        "macros": {
+            "KL": r"D_{\mathrm{KL}}",
+            "softmax": r"\operatorname{softmax}",
+            "logsumexp": r"\operatorname{logsumexp}",
+        }
+    }
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The measured KL accuracy table: benchmarks/results/kl_accuracy.md (rewritten by the benchmark
+# script) is converted to reST on every build, so the KL page always shows the committed file.
+# ---------------------------------------------------------------------------------------------
+KL_ACCURACY_MD = os.path.join(ROOT, "benchmarks", "results", "kl_accuracy.md")
+GENERATED = os.path.join(HERE, "_generated")
+
+
+def _escape(text: str) -> str:
+    """Markdown inline text -> reST: `code` becomes ``code``, every other reST markup
+    character is backslash-escaped so that it renders literally."""
+    parts = re.split(r"(`[^`]+`)", text.strip())
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) > 2:
+            out.append("``" + part[1:-1] + "``")
+        else:
+            out.append(re.sub(r"([\\*`_|\[\]<>])", r"\\\1", part))
+    return "".join(out)
+
+
+def _table_row(line: str):
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def markdown_tables_to_rst(markdown: str) -> str:
+    """Convert the simple Markdown the benchmark scripts write (headings, paragraphs, pipe
+    tables) into reST (rubrics, paragraphs, list-tables)."""
+    lines = markdown.splitlines()
+    out = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if not stripped:
+            i += 1
+            continue
+        if stripped.startswith("#"):
+            out += [".. rubric:: " + _escape(stripped.lstrip("#")), ""]
+            i += 1
+            continue
+        if stripped.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                row = _table_row(lines[i])
+                if not all(re.fullmatch(r":?-{3,}:?", cell) for cell in row):
+                    rows.append(row)
+                i += 1
+            width = max(len(row) for row in rows)
+            out += [".. list-table::", "   :header-rows: 1", "   :class: kl-accuracy", ""]
+            for row in rows:
+                row = row + [""] * (width - len(row))
+                for j, cell in enumerate(row):
+                    bullet = "   * - " if j == 0 else "     - "
+                    out.append((bullet + _escape(cell)).rstrip() if cell else bullet + r"\ ")
+            out.append("")
+            continue
+        paragraph = []
+        while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith(("#", "|")):
+            paragraph.append(_escape(lines[i]))
+            i += 1
+        out += [" ".join(paragraph), ""]
+    return "\n".join(out) + "\n"
+
+
+def _write_if_changed(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _generate_kl_accuracy() -> None:
+    if os.path.exists(KL_ACCURACY_MD):
+        with open(KL_ACCURACY_MD, encoding="utf-8") as handle:
+            text = markdown_tables_to_rst(handle.read())
+    else:
+        text = ".. note:: ``benchmarks/results/kl_accuracy.md`` is not present in this checkout.\n"
+    _write_if_changed(os.path.join(GENERATED, "kl_accuracy.inc"), text)
+
+
+_generate_kl_accuracy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tutorials and examples are written separately (docs/tutorials/, docs/examples/). The index
+# lists them with a glob toctree; when a directory holds no page yet, its toctree block is
+# dropped before parsing (a glob that matches nothing would be a warning, i.e. a CI failure).
+# ---------------------------------------------------------------------------------------------
+_OPTIONAL_TOCTREES = {"tutorials": "TUTORIALS", "examples": "EXAMPLES"}
+
+
+def _has_pages(directory: str) -> bool:
+    suffixes = (".rst",)
+    return any(
+        path.endswith(suffixes) for path in glob.glob(os.path.join(HERE, directory, "**", "*"), recursive=True)
+    )
+
+
+def _drop_empty_optional_toctrees(app, docname, source):
+    if docname != "index":
+        return
+    for directory, marker in _OPTIONAL_TOCTREES.items():
+        if not _has_pages(directory):
+            source[0] = re.sub(
+                rf"\.\. {marker} START.*?\.\. {marker} END\n", "", source[0], flags=re.DOTALL
+            )
+
+
+def setup(app):
+    app.connect("source-read", _drop_empty_optional_toctrees)
