@@ -660,14 +660,14 @@ def render(results: list, meta: dict) -> str:
                 _fmt(nstep["per_s"]) if nstep else "–",
                 f"{100 * b['flow_loss_share']:.2f}", f"{100 * b['adamw_share']:.2f}",
                 f"{b['nstep_over_continuous']:.1f}x" if "nstep_over_continuous" in b else "–",
-                _fmt(m["train_fp32_mb"], 0), _fmt(m["train_bf16_mb"], 0), _load(r),
+                _fmt(m["train_fp32_mb"]), _fmt(m["train_bf16_mb"]), _load(r),
             ])
             sample = r["sample"]
             mark = "*" if sample.get("extrapolated_from") else ""
             eval_rows.append([
                 r["name"], c["batch"], _fmt(r["eval"]["fp32"]["per_s"]), _fmt(r["eval"]["bf16"]["per_s"]),
-                _fmt(m["eval_fp32_mb"], 0), sample["n_steps"], _fmt(sample["per_s"], 2) + mark,
-                _fmt(m["sample_fp32_mb"], 0), _load(r),
+                _fmt(m["eval_fp32_mb"]), sample["n_steps"], _fmt(sample["per_s"], 2) + mark,
+                _fmt(m["sample_fp32_mb"]), _load(r),
             ])
         lines += ["## Training (continuous-time loss; forward + backward + AdamW step)", "", _table(TRAIN_COLUMNS, train_rows), ""]
         lines += ["## Likelihood evaluation and sampling (float32 unless marked)", "", _table(EVAL_COLUMNS, eval_rows), ""]
