@@ -75,14 +75,17 @@ CONFIGS = {
         kind="model", data="binary MNIST, K=2", dataset="binarized_mnist", backbone="unet_mnist_small_variant", batch=8
     ),
     "mnist_small_variant_b32": dict(
-        kind="model", data="binary MNIST, K=2", dataset="binarized_mnist", backbone="unet_mnist_small_variant", batch=32
+        kind="model", data="binary MNIST, K=2", dataset="binarized_mnist", backbone="unet_mnist_small_variant", batch=32,
+        sample_timed_steps=20,
     ),
     "mnist_unet_small_b32": dict(
-        kind="model", data="binary MNIST, K=2", dataset="binarized_mnist", backbone="unet_small", batch=32
+        kind="model", data="binary MNIST, K=2", dataset="binarized_mnist", backbone="unet_small", batch=32, heavy=True,
+        sample_timed_steps=10,
     ),
     "mnist_mlp_b32": dict(kind="model", data="binary MNIST, K=2", dataset="binarized_mnist", backbone="mlp_small", batch=32),
     "discretised256_unet_small_b32": dict(
-        kind="model", data="28x28, 256 bins", dataset="fashion_mnist_256", backbone="unet_small", batch=32
+        kind="model", data="28x28, 256 bins", dataset="fashion_mnist_256", backbone="unet_small", batch=32, heavy=True,
+        sample_timed_steps=10,
     ),
     "discretised256_mlp_b32": dict(
         kind="model", data="28x28, 256 bins", dataset="fashion_mnist_256", backbone="mlp_small", batch=32
@@ -569,6 +572,8 @@ def worker(args) -> None:
     s = dict(SETTINGS["quick" if args.quick else "full"])
     if cfg.get("heavy") and not args.quick:
         s.update(SETTINGS["heavy"])
+    if "sample_timed_steps" in cfg and not args.quick:
+        s["sample_timed_steps"] = cfg["sample_timed_steps"]
     for key in ("warmup", "repeats"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
@@ -654,7 +659,7 @@ def render(results: list, meta: dict) -> str:
             c, b, m = r["config"], r["breakdown"], r["memory"]
             nstep = r.get("train_nstep_fp32")
             train_rows.append([
-                r["name"], c["data"], c["backbone"], f"{r['params'] / 1e6:.2f}M", c["batch"],
+                r["name"], c["data"], c["backbone"], (f"{r['params'] / 1e6:.2f}M" if r["params"] >= 1e5 else f"{r['params'] / 1e3:.1f}k"), c["batch"],
                 _fmt(r["train"]["fp32"]["per_s"]), _fmt(r["train"]["bf16"]["per_s"]),
                 f"{r['train']['bf16']['per_s'] / r['train']['fp32']['per_s']:.2f}x",
                 _fmt(nstep["per_s"]) if nstep else "–",
