@@ -425,7 +425,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        unpickler = [line for line in lines if "WeightsUnpickler error" in line]
+        reason = (unpickler or lines or [type(error).__name__])[0]
         raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a torch file ({reason[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a pyro-bfn checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
@@ -673,7 +675,7 @@ class Trainer:
             "last_valid": self.last_valid,
             "rng": rng,
             "config": self.config.to_dict(),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
     def save(self) -> Path:

@@ -1,0 +1,198 @@
+"""The ``pyro-bfn`` command line: train, evaluate, sample, list.
+
+::
+
+    pyro-bfn train --config configs/mnist_demo.yaml [--set key=value ...] [--resume] [--device cpu]
+    pyro-bfn evaluate --checkpoint runs/mnist_demo/checkpoint.pt [--n-steps N | --continuous]
+                      [--repeats R] [--split test] [--json out.json]
+    pyro-bfn sample --checkpoint runs/mnist_demo/checkpoint.pt --num 64 --n-steps 100 [--mode] --out grid.png
+    pyro-bfn list
+
+Expected failures (missing data, a corrupt checkpoint, an invalid configuration, a diverged
+run) print one line ``pyro-bfn: error: ...`` to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyro-bfn", description="Bayesian Flow Networks in Pyro: train, evaluate, sample."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a BFN from a YAML configuration")
+    train.add_argument("--config", help="YAML file of training.TrainConfig keys (defaults when omitted)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a configuration key (repeatable); e.g. --set lr=2e-3 --set backbone_options.base_width=32")
+    train.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
+    train.add_argument("--overwrite", action="store_true", help="start afresh even if OUT_DIR holds a checkpoint")
+    train.add_argument("--device", help="auto, cpu or cuda (overrides the configuration)")
+    train.add_argument("--out-dir", help="output directory (overrides the configuration)")
+
+    evaluate = commands.add_parser("evaluate", help="likelihood bound of a checkpoint's EMA model")
+    evaluate.add_argument("--checkpoint", required=True)
+    steps = evaluate.add_mutually_exclusive_group()
+    steps.add_argument("--n-steps", type=_positive_int, help="n-step loss L^n + L^r")
+    steps.add_argument("--continuous", action="store_true", help="continuous-time loss L^inf + L^r (the default)")
+    evaluate.add_argument("--repeats", type=_positive_int, default=1, help="passes over the split (default 1)")
+    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    evaluate.add_argument("--batch-size", type=_positive_int, default=256)
+    evaluate.add_argument("--max-examples", type=_positive_int, help="score only the first examples")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--json", help="also write the result as JSON here")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--autocast", choices=["auto", "bf16", "fp16", "none"],
+                          help="override the checkpoint's autocast setting")
+    evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+
+    sample = commands.add_parser("sample", help="draw samples from a checkpoint's EMA model")
+    sample.add_argument("--checkpoint", required=True)
+    sample.add_argument("--num", type=_positive_int, default=64)
+    sample.add_argument("--n-steps", type=_positive_int, default=100)
+    sample.add_argument("--mode", action="store_true", help="return the mode of the final output distribution")
+    sample.add_argument("--out", required=True, help="PNG grid (images) or text file (text)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", default="auto")
+    sample.add_argument("--autocast", choices=["auto", "bf16", "fp16", "none"])
+    sample.add_argument("--raw-weights", action="store_true")
+
+    commands.add_parser("list", help="list the named datasets and backbones")
+    return parser
+
+
+def _train(args) -> int:
+    from .training import TrainConfig, Trainer
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.out_dir:
+        overrides.append(f"out_dir={args.out_dir}")
+    config = TrainConfig.from_yaml(args.config, overrides)
+    trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
+    summary = trainer.train()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args) -> int:
+    import torch
+
+    from .evaluation import evaluate_bound
+    from .training import load_model
+    from .zoo import get_dataset
+
+    bfn, config, state = load_model(args.checkpoint, device=args.device, ema=not args.raw_weights,
+                                     autocast=args.autocast)
+    spec = get_dataset(config.dataset)
+    n_steps = None if args.continuous or args.n_steps is None else args.n_steps
+    torch.set_grad_enabled(False)
+    result = evaluate_bound(
+        bfn, spec, split=args.split, n_steps=n_steps, repeats=args.repeats, batch_size=args.batch_size,
+        seed=args.seed, max_examples=args.max_examples, progress=sys.stderr.isatty(),
+    )
+    print(result.format())
+    unit = "bits/char" if spec.kind == "text" else "bits/dim"
+    print(f"{result.nats:.3f} ± {result.nats_stderr:.3f} nats/example, "
+          f"{result.bits_per_dim:.5f} ± {result.bits_per_dim_stderr:.5f} {unit} "
+          f"(standard error over {result.stderr_kind}); checkpoint step {state['step']}")
+    if args.json:
+        payload = result.to_dict()
+        payload.update(checkpoint=str(args.checkpoint), checkpoint_step=int(state["step"]),
+                       weights="raw" if args.raw_weights else "ema", autocast=str(bfn.autocast_dtype or "none"),
+                       bits_unit=unit)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as handle:
+            json.dump(payload, handle, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _sample(args) -> int:
+    import torch
+
+    from .training import load_model, save_samples
+    from .zoo import get_dataset
+
+    bfn, config, _ = load_model(args.checkpoint, device=args.device, ema=not args.raw_weights, autocast=args.autocast)
+    spec = get_dataset(config.dataset)
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    samples = bfn.sample(args.num, args.n_steps, mode=args.mode)
+    out = Path(args.out)
+    written = save_samples(spec, samples, out.with_suffix("") if out.suffix else out)
+    if out.suffix and written != out:
+        written.replace(out)  # keep the name the user asked for
+        written = out
+    print(f"wrote {args.num} samples ({args.n_steps} steps{', mode' if args.mode else ''}, "
+          f"{time.perf_counter() - start:.1f} s) to {written}")
+    return 0
+
+
+def _list(args) -> int:
+    from .models.registry import backbone_config, list_backbones
+    from .zoo import get_dataset, list_datasets
+
+    print("datasets:")
+    for name in list_datasets():
+        spec = get_dataset(name)
+        shape = "x".join(str(d) for d in spec.data_shape)
+        print(f"  {name:<22} {shape:<9} {spec.kind:<6} default backbone {spec.default_backbone}: {spec.description}")
+    print("backbones:")
+    for name in list_backbones():
+        print(f"  {name:<26} {backbone_config(name)['class']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status.
+
+    :param argv: arguments without the program name (``sys.argv[1:]`` when ``None``).
+    """
+    from .training import CheckpointError, ConfigError, TrainingDivergedError
+
+    expected = (ConfigError, CheckpointError, TrainingDivergedError, FileNotFoundError)
+    try:  # the data module's "file present but wrong" error, when the module is there
+        from .data import DataIntegrityError
+
+        expected += (DataIntegrityError,)
+    except ImportError:  # pragma: no cover
+        pass
+    args = _parser().parse_args(argv)
+    handler = {"train": _train, "evaluate": _evaluate, "sample": _sample, "list": _list}[args.command]
+    try:
+        return handler(args)
+    except expected as error:
+        message = str(error) or type(error).__name__
+        if isinstance(error, FileNotFoundError) and error.filename and str(error.filename) not in message:
+            message = f"{message}: {error.filename}"
+        print(f"pyro-bfn: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("pyro-bfn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
