@@ -130,6 +130,44 @@ _generate_kl_accuracy()
 
 
 # ---------------------------------------------------------------------------------------------
+# The command line's own --help texts, captured at build time so that the training page always
+# shows the flags of the committed pyro_bfn/cli.py.
+# ---------------------------------------------------------------------------------------------
+CLI_COMMANDS = {
+    "main": ["--help"],
+    "train": ["train", "--help"],
+    "evaluate": ["evaluate", "--help"],
+    "sample": ["sample", "--help"],
+    "list": ["list"],
+}
+
+
+def _generate_cli_help() -> None:
+    import subprocess
+
+    env = dict(os.environ, COLUMNS="96", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for name, command in CLI_COMMANDS.items():
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "pyro_bfn.cli", *command],
+                capture_output=True, text=True, timeout=120, env=env, cwd=ROOT,
+            )
+            text = result.stdout if result.returncode == 0 and result.stdout.strip() else ""
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+        if text:
+            body = ".. code-block:: text\n\n" + "".join(
+                "   " + line + "\n" if line.strip() else "\n" for line in text.rstrip().splitlines()
+            )
+        else:
+            body = ".. note:: ``pyro-bfn {}`` is not available in this checkout.\n".format(" ".join(command))
+        _write_if_changed(os.path.join(GENERATED, f"cli_{name}.inc"), body)
+
+
+_generate_cli_help()
+
+
+# ---------------------------------------------------------------------------------------------
 # Tutorials and examples are written separately (docs/tutorials/, docs/examples/). The index
 # lists them with a glob toctree; when a directory holds no page yet, its toctree block is
 # dropped before parsing (a glob that matches nothing would be a warning, i.e. a CI failure).
