@@ -16,7 +16,8 @@ class MLP(nn.Module):
     The time enters through a sinusoidal embedding of ``time_embedding_scale * t``, which is
     concatenated with the input before the first layer. ``depth`` hidden layers of width
     ``hidden`` with SiLU activations (and optional dropout) are followed by a linear output
-    layer.
+    layer; with ``input_skip`` that layer also reads the input ``h`` (``hidden + F_in -> F_out``),
+    so a per-variable identity-like map does not have to pass through the hidden bottleneck.
 
     :param in_features: size ``F_in`` of the input vector.
     :param out_features: size ``F_out`` of the output vector.
@@ -25,6 +26,7 @@ class MLP(nn.Module):
     :param time_embedding_dim: size of the sinusoidal time embedding.
     :param dropout: dropout probability after each hidden activation.
     :param time_embedding_scale: the sinusoids are evaluated at ``time_embedding_scale * t``.
+    :param input_skip: concatenate the input with the last hidden layer before the output layer.
     :param num_classes: condition on a class label (``context`` of shape ``(B,)``): a learned
         label embedding is added to the time embedding
         (:class:`~pyro_bfn.models.layers.ContextEmbedding`).
@@ -43,6 +45,7 @@ class MLP(nn.Module):
         time_embedding_scale: float = 1000.0,
         num_classes: int | None = None,
         context_dim: int | None = None,
+        input_skip: bool = False,
     ):
         super().__init__()
         if depth < 1:
@@ -59,7 +62,8 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = hidden
         self.body = nn.Sequential(*layers)
-        self.output = nn.Linear(hidden, out_features)
+        self.input_skip = bool(input_skip)
+        self.output = nn.Linear(hidden + (in_features if self.input_skip else 0), out_features)
 
     def forward(self, h: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the network.
@@ -81,4 +85,7 @@ class MLP(nn.Module):
         else:
             emb = emb + self.context_embedding(context, h.shape[0]).float()
         emb = emb.to(h.dtype)
-        return self.output(self.body(torch.cat([h, emb], dim=-1)))
+        hidden = self.body(torch.cat([h, emb], dim=-1))
+        if self.input_skip:
+            hidden = torch.cat([hidden, h.to(hidden.dtype)], dim=-1)
+        return self.output(hidden)
