@@ -252,3 +252,16 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.equal(state["model"][k], model_now[k]) for k in model_now)  # no update from the bad step
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert not any(name.startswith(".checkpoint") for name in os.listdir(tmp_path / "run"))
+
+
+def test_shipped_configurations_load():
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert any(p.name == "mnist_demo.yaml" for p in paths)
+    for path in paths:
+        config = TrainConfig.from_yaml(path)
+        assert config.loss == "continuous" or config.n_steps >= 1
+    demo = TrainConfig.from_yaml(paths[[p.name for p in paths].index("mnist_demo.yaml")])
+    assert demo.dataset == "binarized_mnist" and demo.data_type_options == {"beta_1": 9.0}
+    assert demo.time_budget_minutes is not None and demo.loss == "continuous"
