@@ -87,7 +87,7 @@ def markdown_tables_to_rst(markdown: str) -> str:
             rows = []
             while i < len(lines) and lines[i].strip().startswith("|"):
                 row = _table_row(lines[i])
-                if not all(re.fullmatch(r":?-{3,}:?", cell) for cell in row):
+                if not all(re.fullmatch(r":?-+:?", cell) for cell in row):
                     rows.append(row)
                 i += 1
             width = max(len(row) for row in rows)
@@ -99,8 +99,19 @@ def markdown_tables_to_rst(markdown: str) -> str:
                     out.append((bullet + _escape(cell)).rstrip() if cell else bullet + r"\ ")
             out.append("")
             continue
+        if re.match(r"[-*+] ", stripped):
+            while i < len(lines) and re.match(r"[-*+] ", lines[i].strip()):
+                out.append("* " + _escape(lines[i].strip()[2:]))
+                i += 1
+            out.append("")
+            continue
         paragraph = []
-        while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith(("#", "|")):
+        while (
+            i < len(lines)
+            and lines[i].strip()
+            and not lines[i].strip().startswith(("#", "|"))
+            and not re.match(r"[-*+] ", lines[i].strip())
+        ):
             paragraph.append(_escape(lines[i]))
             i += 1
         out += [" ".join(paragraph), ""]
