@@ -96,7 +96,7 @@ def markdown_tables_to_rst(markdown: str) -> str:
                 row = row + [""] * (width - len(row))
                 for j, cell in enumerate(row):
                     bullet = "   * - " if j == 0 else "     - "
-                    out.append((bullet + _escape(cell)).rstrip() if cell else bullet + r"\ ")
+                    out.append((bullet + _escape(cell)).rstrip())
             out.append("")
             continue
         if re.match(r"[-*+] ", stripped):
