@@ -25,7 +25,7 @@ from .discrete import (
 )
 from .discretised import DiscretisedOutput, DiscretisedReceiver, bin_centres, bin_index
 from .kl import (
-    GAUSS_HERMITE_NODES,
+    QUADRATURE_NODES,
     continuous_time_kl_rate,
     expected_neg_logsumexp_affine,
     kl_discrete_monte_carlo,
@@ -40,7 +40,7 @@ __all__ = [
     "DiscreteUpdate",
     "DiscretisedOutput",
     "DiscretisedReceiver",
-    "GAUSS_HERMITE_NODES",
+    "QUADRATURE_NODES",
     "NormalFlow",
     "NormalInput",
     "NormalReceiver",
