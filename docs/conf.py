@@ -179,6 +179,44 @@ _generate_cli_help()
 
 
 # ---------------------------------------------------------------------------------------------
+# Figures of the demo run (docs/_static/demo/*.png, produced separately): listed at build time,
+# so that a figure is shown when it is there and a missing one is never a broken reference.
+# ---------------------------------------------------------------------------------------------
+DEMO_CAPTIONS = {
+    "samples": "Samples of the demo model (EMA weights, ``n``-step sampler).",
+    "curves": "Training curves of the demo run: loss, validation bound, gradient norm, learning rate.",
+}
+
+
+def _generate_demo_figures() -> None:
+    figures = sorted(glob.glob(os.path.join(HERE, "_static", "demo", "*.png")))
+    if not figures:
+        text = (
+            ".. note:: The demo's figures are not part of this build; ``make demo`` writes them "
+            "into ``runs/mnist_demo/``.\n"
+        )
+    else:
+        parts = []
+        for path in figures:
+            name = os.path.splitext(os.path.basename(path))[0]
+            caption = next(
+                (text for key, text in DEMO_CAPTIONS.items() if key in name.lower()),
+                "``" + os.path.basename(path) + "``",
+            )
+            parts.append(
+                f".. figure:: /_static/demo/{os.path.basename(path)}\n"
+                f"   :alt: {name}\n"
+                f"   :width: 90%\n\n"
+                f"   {caption}\n"
+            )
+        text = "\n".join(parts)
+    _write_if_changed(os.path.join(GENERATED, "demo_figures.inc"), text)
+
+
+_generate_demo_figures()
+
+
+# ---------------------------------------------------------------------------------------------
 # Tutorials and examples are written separately (docs/tutorials/, docs/examples/). The index
 # lists them with a glob toctree; when a directory holds no page yet, its toctree block is
 # dropped before parsing (a glob that matches nothing would be a warning, i.e. a CI failure).
