@@ -441,3 +441,16 @@ def test_categorical_input_posterior_by_enumeration():
     torch.testing.assert_close(marginal.probs.double(), theta.update(y).probs, rtol=1e-6, atol=1e-9)
     with pytest.raises(NotImplementedError, match="reparameterized"):
         poutine.trace(poutine.reparam(model, {"k": ConjugateReparam(dist.Categorical(logits=y))})).get_trace()
+
+
+def test_mlp_input_skip():
+    torch.manual_seed(0)
+    net = MLP(6, 6, hidden=4, depth=1, input_skip=True)
+    assert net.output.in_features == 4 + 6
+    with torch.no_grad():
+        net.output.weight.zero_()
+        net.output.bias.zero_()
+        net.output.weight[:, 4:] = torch.eye(6)
+    h = torch.randn(3, 6)
+    torch.testing.assert_close(net(h, torch.rand(3)), h)
+    assert MLP(6, 6, hidden=4, depth=1).output.in_features == 4
