@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -798,6 +799,7 @@ class Trainer:
 
         bar = tqdm(total=config.max_steps, initial=self.step, disable=not _progress_enabled(config.progress),
                    desc="train", dynamic_ncols=True, smoothing=0.1)
+        self._rates = []
         session_start = time.perf_counter()
         wall_at_start = self.wall_seconds
         interval_losses, interval_norms, interval_start = [], [], time.perf_counter()
@@ -819,14 +821,7 @@ class Trainer:
                 self.wall_seconds = wall_at_start + (now - session_start)
                 bar.update(1)
                 if self.step % config.log_interval == 0 or self.step == config.max_steps:
-                    rate = len(interval_losses) * config.batch_size / max(now - interval_start, 1e-9)
-                    mean_loss = sum(interval_losses) / len(interval_losses)
-                    _append_csv(self.out_dir / "train_log.csv", _LOG_FIELDS, {
-                        "step": self.step, "examples": self.examples, "loss": f"{mean_loss:.4f}",
-                        "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
-                        "grad_norm": f"{sum(interval_norms) / len(interval_norms):.4f}",
-                        "ex_per_s": f"{rate:.1f}", "wall": f"{self.wall_seconds:.1f}",
-                    })
+                    rate, mean_loss = self._log_row(interval_losses, interval_norms, now - interval_start)
                     bar.set_postfix(loss=f"{mean_loss:.2f}", ex_s=f"{rate:.0f}")
                     if bar.disable and now - last_status >= 30:
                         self._log(f"step {self.step}: loss {mean_loss:.2f} nats/example, {rate:.0f} ex/s, "
@@ -844,6 +839,8 @@ class Trainer:
                     self.save()
         finally:
             bar.close()
+        if interval_losses:  # the steps since the last row (a time-budget stop)
+            self._log_row(interval_losses, interval_norms, time.perf_counter() - interval_start)
         self.save()
         if config.eval_interval:
             valid = self.validate()
@@ -857,6 +854,7 @@ class Trainer:
             "examples": self.examples,
             "train_wall_seconds": round(self.wall_seconds, 1),
             "examples_per_second": round(self.examples / self.wall_seconds, 1) if self.wall_seconds else None,
+            "median_logged_examples_per_second": round(statistics.median(self._rates), 1) if self._rates else None,
             "session_seconds": round(session_seconds, 1),
             "num_parameters": self.num_parameters,
             "autocast": str(self.autocast_dtype or "none"),
@@ -871,6 +869,19 @@ class Trainer:
         self._log(f"stopped by {stop_reason} at step {self.step} ({self.examples:,} examples, "
                   f"{self.wall_seconds / 60:.1f} min of training, {summary['examples_per_second']} ex/s)")
         return summary
+
+    def _log_row(self, losses, norms, seconds) -> tuple:
+        """Append the mean loss and gradient norm of the last ``len(losses)`` steps to
+        ``train_log.csv``; returns ``(examples per second, mean loss)``."""
+        rate = len(losses) * self.config.batch_size / max(seconds, 1e-9)
+        self._rates.append(rate)
+        mean_loss = sum(losses) / len(losses)
+        _append_csv(self.out_dir / "train_log.csv", _LOG_FIELDS, {
+            "step": self.step, "examples": self.examples, "loss": f"{mean_loss:.4f}",
+            "lr": f"{self.scheduler.get_last_lr()[0]:.3e}", "grad_norm": f"{sum(norms) / len(norms):.4f}",
+            "ex_per_s": f"{rate:.1f}", "wall": f"{self.wall_seconds:.1f}",
+        })
+        return rate, mean_loss
 
     def _truncate_logs(self) -> None:
         """Drop log rows past the current step (written after the checkpoint a run resumes
