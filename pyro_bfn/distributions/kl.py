@@ -44,6 +44,7 @@ from torch.distributions.kl import register_kl
 from .continuous import NormalReceiver, NormalSender, PointMassOutput
 from .discrete import CategoricalOutput, DiscreteReceiver, DiscreteSender
 from .discretised import DiscretisedOutput, DiscretisedReceiver
+from .util import check_class_index
 
 __all__ = [
     "QUADRATURE_NODES",
@@ -210,6 +211,7 @@ def expected_neg_logsumexp_affine(a, b, num_nodes: int = QUADRATURE_NODES):
 @register_kl(NormalSender, NormalReceiver)
 def _kl_normal_sender_normal_receiver(sender, receiver):
     """:math:`\\frac{\\alpha}{2}(x - \\hat x)^2` (paper Sec. 3.10); both must share the accuracy."""
+    _broadcast_batch_shapes(sender, receiver)
     _check_same_accuracy(sender.accuracy, receiver.accuracy)
     return 0.5 * sender.accuracy * (sender.x - receiver.x_hat).pow(2)
 
@@ -221,6 +223,7 @@ def _kl_normal_sender_discretised_receiver(sender, receiver):
     .. math:: D_{KL} = -E_\\epsilon\\Big[\\operatorname{logsumexp}_k\\big(\\ln p_O(k)
               - \\tfrac{\\alpha}{2}(x - k_c)^2 - \\sqrt{\\alpha}(x - k_c)\\,\\epsilon\\big)\\Big].
     """
+    _broadcast_batch_shapes(sender, receiver)
     _check_same_accuracy(sender.accuracy, receiver.accuracy)
     x = sender.x[..., None]
     accuracy = sender.accuracy[..., None]
@@ -240,12 +243,12 @@ def _kl_discrete_sender_discrete_receiver(sender, receiver):
     (the shared terms of :class:`DiscreteReceiver` cancel). For ``K = 2`` this depends on
     :math:`d = y_{x'} - y_x \\sim N(-2\\alpha, 4\\alpha)` only and is integrated by quadrature;
     for ``K > 2`` see :func:`kl_discrete_monte_carlo`."""
-    _check_same_accuracy(sender.accuracy, receiver.accuracy)
     if sender.num_classes != receiver.num_classes:
-        raise ValueError(f"sender has K = {sender.num_classes} classes, receiver K = {receiver.num_classes}")
+        raise ValueError(f"num_classes differ: the sender has {sender.num_classes}, the receiver {receiver.num_classes}")
+    batch_shape = _broadcast_batch_shapes(sender, receiver)
+    _check_same_accuracy(sender.accuracy, receiver.accuracy)
     if sender.num_classes > 2:
         return kl_discrete_monte_carlo(sender, receiver, receiver.kl_samples)
-    batch_shape = broadcast_shape(sender.batch_shape, receiver.batch_shape)
     logits = receiver.logits.expand(batch_shape + (2,))
     x = sender.x.expand(batch_shape)[..., None]
     own = logits.gather(-1, x)[..., 0]
@@ -265,6 +268,9 @@ def kl_discrete_monte_carlo(sender: DiscreteSender, receiver: DiscreteReceiver, 
     exact in expectation for any ``K`` (the joint receiver, never a per-dimension product);
     its standard error falls as :math:`S^{-1/2}`. Gradients flow to the receiver's logits.
     """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    _broadcast_batch_shapes(sender, receiver)
     y = sender.rsample((num_samples,))
     own = y.gather(-1, sender.x.expand(y.shape[:-1])[..., None])[..., 0]
     return (own - torch.logsumexp(receiver.logits + y, dim=-1)).mean(0)
@@ -285,15 +291,35 @@ def continuous_time_kl_rate(output, x):
     :param torch.Tensor x: data of the output's batch shape (class indices for discrete data).
     :returns: shape ``output.batch_shape`` (broadcast with ``x``).
     """
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(x)
+    try:
+        broadcast_shape(output.batch_shape, x.shape)
+    except ValueError as error:
+        raise ValueError(
+            f"x (shape {tuple(x.shape)}) cannot be broadcast with the batch shape {tuple(output.batch_shape)}"
+        ) from error
     if isinstance(output, PointMassOutput):
         return 0.5 * (x - output.x_hat).pow(2)
     if isinstance(output, DiscretisedOutput):
         return 0.5 * (x - output.mean).pow(2)
     if isinstance(output, CategoricalOutput):
         num_classes = output.probs.shape[-1]
+        check_class_index(x, num_classes, "x")
         one_hot = torch.nn.functional.one_hot(x, num_classes).to(output.probs.dtype)
         return 0.5 * num_classes * (one_hot - output.probs).pow(2).sum(-1)
     raise TypeError(f"no continuous-time KL rate for {type(output).__name__}")
+
+
+def _broadcast_batch_shapes(sender, receiver):
+    """The broadcast batch shape of a sender and a receiver; ``ValueError`` if there is none."""
+    try:
+        return broadcast_shape(sender.batch_shape, receiver.batch_shape)
+    except ValueError as error:
+        raise ValueError(
+            f"the sender's batch shape {tuple(sender.batch_shape)} and the receiver's batch shape "
+            f"{tuple(receiver.batch_shape)} cannot be broadcast together"
+        ) from error
 
 
 def _check_same_accuracy(sender_accuracy, receiver_accuracy):
