@@ -145,6 +145,8 @@ def main(argv=None):
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--save", default=None, help="save the trained network's state here")
+    parser.add_argument("--load", default=None, help="load a saved state instead of training")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,7 +184,11 @@ def main(argv=None):
     optimizer = torch.optim.Adam(bfn.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     generator = torch.Generator().manual_seed(args.seed)
-    start, losses = time.time(), []
+    start, losses, step = time.time(), [], 0
+    if args.load:
+        bfn.load_state_dict(torch.load(args.load))
+        args.steps = 0
+        losses = [float("nan")]
     bfn.train()
     for step in range(1, args.steps + 1):
         index = torch.randint(0, train_pixels.shape[0], (args.batch_size,), generator=generator)
@@ -202,6 +208,8 @@ def main(argv=None):
             break
     train_seconds = time.time() - start
     trained_steps = step
+    if args.save:
+        torch.save(bfn.state_dict(), args.save)
     bfn.eval()
 
     counts = torch.bincount(train_labels, minlength=num_classes).double()
