@@ -60,6 +60,11 @@ __all__ = [
     "save_checkpoint",
 ]
 
+#: Examples/s of the likelihood bound (two network passes per example, no backward, batch 256,
+#: inference mode) relative to training examples/s (forward + backward), used to reserve time
+#: for evaluation in a time budget. Measured for the demo model (``unet_mnist_small_variant``,
+#: bf16, 2 threads) on the shared 2-core machine: see ``README.md``; this value is conservative.
+BOUND_SPEEDUP = 2.0
 CHECKPOINT_FORMAT = "pyro-bfn-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -102,6 +107,13 @@ class TrainConfig:
     :ivar max_steps: stop after this many updates.
     :ivar time_budget_minutes: also stop once the run's wall time (accumulated over resumes)
         exceeds this; ``None`` for no limit.
+    :ivar budget_reserve_examples: keep, inside the time budget, the time to score this many
+        examples with the likelihood bound after training (e.g. ``20000`` for two passes over
+        a 10k test set): training stops once its wall time plus
+        ``budget_reserve_examples / (BOUND_SPEEDUP * r)`` reaches the budget, ``r`` being the
+        median training examples/s of the last five log rows (see :data:`BOUND_SPEEDUP`).
+        The estimate adapts to the machine's load, so a run on a busy machine trains for less
+        time and still finishes its evaluation within the budget.
     :ivar log_interval: steps per row of ``train_log.csv`` (the loss is averaged over them).
     :ivar eval_interval: steps between validation bounds (EMA weights, continuous time +
         reconstruction); ``0`` disables validation. A final one is computed at the end.
@@ -138,6 +150,7 @@ class TrainConfig:
     warmup_steps: int = 0
     max_steps: int = 1000
     time_budget_minutes: float | None = None
+    budget_reserve_examples: int = 0
     log_interval: int = 10
     eval_interval: int = 0
     eval_examples: int | None = 1000
@@ -231,7 +244,7 @@ class TrainConfig:
                          "sample_num", "sample_steps")
         for name in positive_ints:
             _require(name, getattr(self, name), lambda v: v >= 1, "a positive integer")
-        for name in ("warmup_steps", "eval_interval", "ckpt_interval", "sample_interval", "num_workers", "seed"):
+        for name in ("warmup_steps", "budget_reserve_examples", "eval_interval", "ckpt_interval", "sample_interval", "num_workers", "seed"):
             _require(name, getattr(self, name), lambda v: v >= 0, "a non-negative integer")
         if self.eval_examples is not None:
             _require("eval_examples", self.eval_examples, lambda v: v >= 1, "a positive integer or null")
@@ -266,7 +279,7 @@ class TrainConfig:
 _FIELD_TYPES = {
     "batch_size": int, "max_steps": int, "warmup_steps": int, "log_interval": int, "eval_interval": int,
     "eval_repeats": int, "eval_batch_size": int, "ckpt_interval": int, "sample_interval": int,
-    "sample_num": int, "sample_steps": int, "seed": int, "num_workers": int, "eval_examples": int,
+    "sample_num": int, "sample_steps": int, "seed": int, "budget_reserve_examples": int, "num_workers": int, "eval_examples": int,
     "lr": float, "weight_decay": float, "grad_clip": float, "ema_decay": float, "time_budget_minutes": float,
     "dataset": str, "backbone": str, "autocast": str, "device": str, "out_dir": str, "progress": bool,
 }
@@ -467,8 +480,9 @@ def load_model(path, device="auto", ema: bool = True, autocast: str | None = Non
         raise CheckpointError(f"checkpoint {path} holds an invalid configuration: {error}") from None
     device = device if isinstance(device, torch.device) else resolve_device(device)
     autocast_dtype, _ = resolve_autocast(autocast or config.autocast, device)
-    torch.manual_seed(config.seed)
-    bfn = _build_model(config, device, autocast_dtype)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten; keep the caller's RNG as is
+        torch.manual_seed(config.seed)
+        bfn = _build_model(config, device, autocast_dtype)
     try:
         bfn.load_state_dict(state["ema" if ema else "model"])
     except RuntimeError as error:
@@ -569,6 +583,7 @@ class Trainer:
         self.wall_seconds = 0.0
         self.last_valid = None
         self.loss_history: list[float] = []  # losses of the steps run by this Trainer object
+        self._rates: list[float] = []  # examples/s of this session's log rows
         self._epoch_cache = (None, None)
         if state is not None:
             self._restore(state)
@@ -807,8 +822,10 @@ class Trainer:
         stop_reason = "max_steps"
         try:
             while self.step < config.max_steps:
-                if budget is not None and self.wall_seconds >= budget:
+                if budget is not None and self.wall_seconds + self._reserve_seconds() >= budget:
                     stop_reason = "time budget"
+                    if config.budget_reserve_examples:
+                        stop_reason += f" (reserving {self._reserve_seconds():.0f} s for evaluation)"
                     break
                 x = self._batch(self.step)
                 loss, grad_norm = self.train_step(x)
@@ -869,6 +886,14 @@ class Trainer:
         self._log(f"stopped by {stop_reason} at step {self.step} ({self.examples:,} examples, "
                   f"{self.wall_seconds / 60:.1f} min of training, {summary['examples_per_second']} ex/s)")
         return summary
+
+    def _reserve_seconds(self) -> float:
+        """Predicted seconds of the post-training evaluation reserved in the time budget
+        (``0`` before the first log row of this session)."""
+        if not self.config.budget_reserve_examples or not self._rates:
+            return 0.0
+        rate = statistics.median(self._rates[-5:])
+        return self.config.budget_reserve_examples / (BOUND_SPEEDUP * rate)
 
     def _log_row(self, losses, norms, seconds) -> tuple:
         """Append the mean loss and gradient norm of the last ``len(losses)`` steps to

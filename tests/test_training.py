@@ -180,6 +180,14 @@ def test_time_budget_stops_the_run(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == summary["step"]
 
 
+def test_time_budget_reserves_time_for_evaluation(tmp_path):
+    # a reserve no machine can afford: training stops at the first log row, when the rate is known
+    config = tiny_config(tmp_path, max_steps=10**6, time_budget_minutes=10, log_interval=3,
+                         budget_reserve_examples=10**12)
+    summary = quiet(config).train()
+    assert summary["step"] == 3 and summary["stopped_by"].startswith("time budget (reserving")
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
