@@ -1,4 +1,4 @@
-"""The registered sender/receiver KLs: closed form, two-component exact, Gauss-Hermite, Monte Carlo."""
+"""The registered sender/receiver KLs: closed form, exact bends plus Gauss-Legendre, Monte Carlo."""
 
 import torch
 from torch.distributions import kl_divergence
@@ -27,7 +27,7 @@ sender = NormalSender(torch.tensor(0.2), alpha)
 receiver = PointMassOutput(torch.tensor(-0.1)).receiver(alpha)
 print(f"continuous      : {kl_divergence(sender, receiver):.5f} (closed form {1.5 * 0.3 ** 2:.5f})")
 
-# discretised data, 16 bins: Gauss-Hermite quadrature (64 nodes) of a 1-D integral
+# discretised data, 16 bins: a 1-D integral (exact expectations of its bends + Gauss-Legendre for the rest)
 receiver = DiscretisedOutput(torch.tensor(0.0), torch.tensor(0.4), 16).receiver(alpha)
 sender = NormalSender(bin_centres(16)[10], alpha)
 print(f"discretised K=16: {kl_divergence(sender, receiver):.5f} (Monte Carlo {monte_carlo(sender, receiver):.5f})")
