@@ -53,10 +53,12 @@ GENERATED = os.path.join(HERE, "_generated")
 def _escape(text: str) -> str:
     """Markdown inline text -> reST: `code` becomes ``code``, every other reST markup
     character is backslash-escaped so that it renders literally."""
-    parts = re.split(r"(`[^`]+`)", text.strip())
+    parts = re.split(r"(``[^`]+``|`[^`]+`)", text.strip())
     out = []
     for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) > 2:
+        if part.startswith("``") and part.endswith("``") and len(part) > 4:
+            out.append("``" + part[2:-2] + "``")
+        elif part.startswith("`") and part.endswith("`") and len(part) > 2:
             out.append("``" + part[1:-1] + "``")
         else:
             out.append(re.sub(r"([\\*`_|\[\]<>])", r"\\\1", part))
