@@ -195,11 +195,43 @@ def test_likelihood_repeats_average_independent_draws():
     bfn = tiny_bfn(DiscreteData(4, beta_1=2.0))
     x = example(bfn.data_type, batch=3)
     torch.manual_seed(2)
-    averaged = BFNLikelihood(bfn, n_steps=4, num_repeats=3).log_prob(x)
+    averaged = BFNLikelihood(bfn, n_steps=4, num_repeats=3, stratified=False).log_prob(x)
     torch.manual_seed(2)
     single = BFNLikelihood(bfn, n_steps=4)
     draws = torch.stack([single.log_prob(x) for _ in range(3)])
     torch.testing.assert_close(averaged, draws.mean(0), rtol=1e-12, atol=1e-12)
+
+
+def test_stratified_repeats_cover_every_stratum_and_stay_unbiased(monkeypatch):
+    """With R stratified repeats, repeat r draws its time in [r/R, (r+1)/R) (with n = R steps:
+    exactly step r + 1); the mean is unchanged and the variance is smaller."""
+    bfn = tiny_bfn(DiscreteData(2, beta_1=3.0))
+    x = example(bfn.data_type, batch=1).expand((400,) + SHAPE)
+    steps, times = [], []
+    original_discrete, original_continuous = bfn.discrete_time_loss, bfn.continuous_time_loss
+
+    def record_discrete(x, n_steps, i, *args):
+        steps.append(i)
+        return original_discrete(x, n_steps, i, *args)
+
+    def record_continuous(x, t, *args):
+        times.append(t)
+        return original_continuous(x, t, *args)
+
+    monkeypatch.setattr(bfn, "discrete_time_loss", record_discrete)
+    monkeypatch.setattr(bfn, "continuous_time_loss", record_continuous)
+    BFNLikelihood(bfn, n_steps=4, num_repeats=4).log_prob(x[:10])
+    assert [step.unique().tolist() for step in steps] == [[1], [2], [3], [4]]
+    BFNLikelihood(bfn, num_repeats=5).log_prob(x[:10])
+    for r, t in enumerate(times):
+        assert ((t >= r / 5) & (t < (r + 1) / 5)).all()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        stratified = BFNLikelihood(bfn, num_repeats=4).log_prob(x)
+        independent = BFNLikelihood(bfn, num_repeats=4, stratified=False).log_prob(x)
+    tolerance = Z * math.hypot(stratified.std().item(), independent.std().item()) / math.sqrt(400)
+    assert abs(stratified.mean().item() - independent.mean().item()) < tolerance
+    assert stratified.std() < 0.5 * independent.std()
 
 
 def test_likelihood_is_a_lower_bound_in_expectation_for_k_greater_than_two():
