@@ -8,6 +8,7 @@ model, threads, load average)::
     python benchmarks/speed.py                      # every default configuration
     python benchmarks/speed.py --quick              # tiny configurations, a smoke test
     python benchmarks/speed.py --configs mnist_small_variant_b8 kl_k2 --threads 2
+    python benchmarks/speed.py --profile mnist_small_variant_b8   # CPU-time profile, 1 thread
 
 For each model configuration (a dataset's data type, a named backbone, a batch size), in a
 fresh subprocess (so that the peak-memory numbers belong to that configuration alone):
@@ -561,6 +562,162 @@ def run_kl(name: str, cfg: dict, s: dict, device_name: str) -> dict:
     return out
 
 
+
+# --------------------------------------------------------------------------- profile mode
+def profile_config(name: str, cfg: dict, repeats: int, seed: int) -> str:
+    """CPU-time profile of one training step and one evaluation pass of a model
+    configuration, in this process with one torch thread, timed with ``time.thread_time`` (CPU
+    time of the calling thread, which with one thread does all the work): robust to
+    preemption by other processes, unlike wall-clock profilers on a shared machine.
+
+    The step is decomposed range by range with the same public calls that
+    ``BFN.continuous_time_loss`` / ``BFN.reconstruction_loss`` make; then flow+loss alone
+    (the stub network of the speed table) with distribution validation on and off, and the
+    top functions by own CPU time (``cProfile`` with the thread-time clock).
+    """
+    import cProfile
+    import io
+    import pstats
+
+    import torch
+    from torch import nn
+
+    from pyro_bfn.bfn import BFN
+    from pyro_bfn.distributions import continuous_time_kl_rate
+    from pyro_bfn.zoo import build_bfn, get_dataset
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    clock = time.thread_time
+    spec = get_dataset(cfg["dataset"])
+    bfn = build_bfn(cfg["dataset"], cfg["backbone"], backbone_options=cfg.get("backbone_options")).train()
+    data_type, batch = bfn.data_type, cfg["batch"]
+    x = _random_data(data_type, (batch,) + spec.data_shape, torch.Generator().manual_seed(seed))
+    optimiser = torch.optim.AdamW(bfn.parameters(), lr=1e-4)
+    discrete = hasattr(data_type, "num_classes")
+
+    def per_example_sum(value):
+        return value.reshape(value.shape[0], -1).sum(-1)
+
+    ranges = {}
+
+    def timed(label, fn):
+        start = clock()
+        value = fn()
+        ranges.setdefault(label, []).append(1e3 * (clock() - start))
+        return value
+
+    def step():
+        optimiser.zero_grad(set_to_none=True)
+        timed("input validation (check_data)", lambda: data_type.check_data(x))
+        t = torch.rand(batch)
+        theta = timed("flow: theta ~ p_F (sample_input)", lambda: data_type.sample_input(x, t))
+        features = timed("network_features", lambda: data_type.network_features(theta))
+        out = timed("NETWORK forward", lambda: bfn.network(features, t))
+        output = timed("output distribution", lambda: data_type.output(out, theta, t))
+        loss = timed("loss: rate x KL rate, sum",
+                     lambda: per_example_sum(data_type.rate(t, x) * continuous_time_kl_rate(output, x)).mean())
+        timed("backward (network + flow/loss)", loss.backward)
+        timed("AdamW step", optimiser.step)
+
+    def evaluate():
+        with torch.inference_mode():
+            timed("input validation (check_data)", lambda: data_type.check_data(x))
+            for label, t in (("", torch.rand(batch)), (" (t=1)", torch.ones(batch))):
+                theta = timed("flow: theta ~ p_F (sample_input)" + label, lambda: data_type.sample_input(x, t))
+                features = timed("network_features" + label, lambda: data_type.network_features(theta))
+                out = timed("NETWORK forward" + label, lambda: bfn.network(features, t))
+                output = timed("output distribution" + label, lambda: data_type.output(out, theta, t))
+                if label:
+                    timed("reconstruction log_prob",
+                          lambda: -per_example_sum(data_type.reconstruction_distribution(output).log_prob(x)))
+                else:
+                    timed("loss: rate x KL rate, sum",
+                          lambda: per_example_sum(data_type.rate(t, x) * continuous_time_kl_rate(output, x)))
+
+    lines = [f"## {name}: {cfg['dataset']} / {cfg['backbone']}, batch {batch}",
+             "", f"1 torch thread, CPU time of the thread (`time.thread_time`), median over {repeats} calls after 2 "
+             f"warm-up calls; load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}.", ""]
+    for title, fn, mode in (("Training step (fp32, continuous-time loss, AdamW)", step, True),
+                            ("Evaluation pass L^inf + L^r (fp32, eval mode, inference_mode)", evaluate, False)):
+        bfn.train(mode)
+        for _ in range(2):
+            fn()
+        ranges.clear()
+        for _ in range(repeats):
+            fn()
+        rows = [(k, statistics.median(v)) for k, v in ranges.items()]
+        total = sum(v for _, v in rows)
+        outside = sum(v for k, v in rows if not k.startswith(("NETWORK", "backward", "AdamW")))
+        lines += [f"### {title}", "", "| range | CPU ms | share |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v:.2f} | {100 * v / total:.2f}% |" for k, v in rows]
+        lines += [f"| total | {total:.1f} | 100% |", "",
+                  f"Forward-side ranges outside the network: {outside:.2f} ms = {100 * outside / total:.2f}% "
+                  "(their backward is inside the backward range; see the stub numbers below).", ""]
+    bfn.train()
+
+    t = torch.rand(batch)
+    with torch.no_grad():
+        stored = bfn.network(data_type.network_features(data_type.sample_input(x, t)), t).clone()
+
+    class Stub(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.output = nn.Parameter(stored)
+
+        def forward(self, features, t, context=None):
+            return self.output
+
+    stub = BFN(data_type, Stub(), spec.data_shape)
+
+    def stub_step(n_steps=None):
+        stub.zero_grad(set_to_none=True)
+        stub.loss(x, n_steps=n_steps, reconstruction=False).total.mean().backward()
+
+    def stub_eval():
+        stub.eval()
+        with torch.inference_mode():
+            stub.loss(x, reconstruction=True).total.sum().item()
+        stub.train()
+
+    def cpu_median(fn, count):
+        for _ in range(2):
+            fn()
+        values = []
+        for _ in range(count):
+            start = clock()
+            fn()
+            values.append(1e3 * (clock() - start))
+        return statistics.median(values)
+
+    cases = [("continuous-time training step (fwd+bwd)", stub_step, 20), ("evaluation L^inf + L^r", stub_eval, 20)]
+    if discrete:
+        cases.append((f"n-step training step, n = {NSTEP_LOSS_STEPS} (fwd+bwd)", lambda: stub_step(NSTEP_LOSS_STEPS), 5))
+    lines += ["### Flow + loss alone (network replaced by a stub), CPU ms", "",
+              "| case | validate_args on (default) | off |", "|---|---:|---:|"]
+    for label, fn, count in cases:
+        on = cpu_median(fn, count)
+        torch.distributions.Distribution.set_default_validate_args(False)
+        try:
+            off = cpu_median(fn, count)
+        finally:
+            torch.distributions.Distribution.set_default_validate_args(True)
+        lines.append(f"| {label} | {on:.2f} | {off:.2f} |")
+    lines.append("")
+    for label, fn, count in cases:
+        profiler = cProfile.Profile(clock)
+        profiler.enable()
+        for _ in range(count):
+            fn()
+        profiler.disable()
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(12)
+        text = [line for line in stream.getvalue().splitlines() if line.strip() and not line.lstrip().startswith(("Ordered", "List reduced"))]
+        text = [line.replace(str(HERE.parent) + "/", "").replace(sys.prefix + "/", "") for line in text]
+        lines += [f"### cProfile (thread-time clock): {count} x stub {label}, by own time", "", "```"] + text + ["```", ""]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- worker entry point
 def worker(args) -> None:
     import torch
@@ -742,7 +899,7 @@ def notes(models, kls, meta) -> list:
                 f"reference implementation's {ref['ex_s'][0]}-{ref['ex_s'][1]} ex/s (same CPU, 2 threads, idle machine); "
                 f"flow+loss {100 * r['breakdown']['flow_loss_share']:.2f}% of a step vs its ~{ref['flow_share']}%."
             )
-    binary = [r for r in models if "nstep_over_continuous" in r["breakdown"] and "K=2" in r["config"]["data"]]
+    binary = [r for r in models if "nstep_over_continuous" in r["breakdown"] and "num_classes=2," in r["data_type"]]
     if binary:
         ratios = ", ".join(f"{r['name']} {r['breakdown']['nstep_over_continuous']:.1f}x" for r in binary)
         out.append(f"Binary n-step loss / continuous-time loss (flow+loss fwd+bwd): {ratios}; the reference's is "
@@ -787,11 +944,33 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="directory for speed.md and speed.json")
     parser.add_argument("--note", default="", help="a sentence added to the notes of the table")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per configuration")
+    parser.add_argument("--profile", nargs="+", default=None, metavar="CONFIG",
+                        help="instead of the tables: CPU-time profile (1 thread) of a training step and an evaluation "
+                        "pass of these model configs; writes speed.profile.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
+        return 0
+    if args.profile:
+        bad = [n for n in args.profile if CONFIGS.get(n, {}).get("kind") != "model"]
+        if bad:
+            parser.error(f"--profile takes model configs; not: {bad}")
+        command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/speed.py"] + (sys.argv[1:] if argv is None else argv))
+        import pyro
+        import torch
+
+        header = [
+            "# CPU-time profile of a training step and an evaluation pass", "",
+            f"Command: `{command}`  ", f"Date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; seed {args.seed}; "
+            f"torch {torch.__version__}, pyro {pyro.__version__}; CPU {_cpu_model()}; git {_git()}", "",
+        ]
+        sections = [profile_config(n, CONFIGS[n], args.repeats or 5, args.seed) for n in args.profile]
+        text = "\n".join(header) + "\n" + "\n".join(sections)
+        print(text)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "speed.profile.md").write_text(text)
         return 0
 
     names = args.configs or (QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS)
