@@ -947,11 +947,26 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", nargs="+", default=None, metavar="CONFIG",
                         help="instead of the tables: CPU-time profile (1 thread) of a training step and an evaluation "
                         "pass of these model configs; writes speed.profile.md")
+    parser.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
+                        help="re-render speed.md from a speed.json (no measurement); --note is appended to its notes")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
+        return 0
+    if args.render:
+        raw = json.loads(args.render.read_text())
+        if args.note:
+            raw["meta"]["note"] = " ".join(filter(None, [raw["meta"].get("note", ""), args.note]))
+        table = render(raw["results"], raw["meta"])
+        print(table)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "speed.md").write_text(table)
+        if args.render.resolve() != (args.out / "speed.json").resolve():
+            (args.out / "speed.json").write_text(json.dumps(raw, indent=1))
+        else:
+            args.render.write_text(json.dumps(raw, indent=1))
         return 0
     if args.profile:
         bad = [n for n in args.profile if CONFIGS.get(n, {}).get("kind") != "model"]
