@@ -70,8 +70,15 @@ def save_text_samples(codes: torch.Tensor, path) -> list[str]:
     return texts
 
 
-def plot_training_curves(csv_path, png_path) -> str:
-    """Plot every numeric column of a training CSV log against ``step`` (one panel each)."""
+def plot_training_curves(csv_path, png_path, log_scale=("loss", "loss (nats/example)", "grad_norm")) -> str:
+    """Plot every numeric column of a training CSV log against ``step`` (one panel each).
+
+    :param csv_path: the CSV log (a ``step`` column and numeric columns).
+    :param png_path: where to write the figure.
+    :param log_scale: columns drawn on a logarithmic y axis when all their values are
+        positive (a BFN loss falls by orders of magnitude in the first hundred updates, which
+        hides later progress on a linear axis).
+    """
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
@@ -92,6 +99,8 @@ def plot_training_curves(csv_path, png_path) -> str:
     for axis, (name, points) in zip(axes[:, 0], series.items()):
         steps, values = zip(*points)
         axis.plot(steps, values, marker="." if len(points) < 50 else None, linewidth=1)
+        if name in log_scale and min(values) > 0:
+            axis.set_yscale("log")
         axis.set_ylabel(name)
         axis.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")

@@ -59,3 +59,16 @@ def test_registry_errors_name_the_choices():
     assert {"binarized_mnist", "english_text", "fashion_mnist_256", "natural_patches_256"} <= set(list_datasets())
     with pytest.raises(ValueError, match="repeats"):
         evaluate_bound(build_bfn("toy_binary", "mlp_small", backbone_options=TINY), get_dataset("toy_binary"), repeats=0)
+
+
+def test_training_curves_png_and_empty_log(tmp_path):
+    from pyro_bfn.plotting import plot_training_curves
+
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss,grad_norm,lr\n" + "".join(f"{s},{3000 / s + 90},{1e4 / s},0.001\n" for s in range(1, 40)))
+    out = plot_training_curves(log, tmp_path / "curves.png")
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    empty = tmp_path / "empty.csv"
+    empty.write_text("step,loss\n")
+    with pytest.raises(ValueError, match="no rows"):
+        plot_training_curves(empty, tmp_path / "never.png")
