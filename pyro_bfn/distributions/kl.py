@@ -180,6 +180,29 @@ def expected_neg_logsumexp_affine(a, b, num_nodes: int = QUADRATURE_NODES):
     :returns: shape ``(...)``; ``+inf`` if every intercept is ``-inf``.
     """
     a, b = torch.broadcast_tensors(a, b)
+    # the envelope holds (M, M) and the quadrature (M, num_nodes) numbers per element: bound the
+    # working memory by evaluating at most _CHUNK_NUMBERS of them at a time
+    num_lines = a.shape[-1]
+    per_element = num_lines * max(num_lines, num_nodes)
+    chunk = max(1, _CHUNK_NUMBERS // per_element)
+    batch_shape = a.shape[:-1]
+    if math.prod(batch_shape) > chunk:
+        flat_a, flat_b = a.reshape(-1, num_lines), b.reshape(-1, num_lines)
+        parts = [
+            _expected_neg_logsumexp_affine(flat_a[i : i + chunk], flat_b[i : i + chunk], num_nodes)
+            for i in range(0, flat_a.shape[0], chunk)
+        ]
+        return torch.cat(parts).reshape(batch_shape)
+    return _expected_neg_logsumexp_affine(a, b, num_nodes)
+
+
+#: Largest number of (element, line, line-or-node) entries evaluated at once by
+#: :func:`expected_neg_logsumexp_affine` (2^22: tens of MB per intermediate tensor).
+_CHUNK_NUMBERS = 2**22
+
+
+def _expected_neg_logsumexp_affine(a, b, num_nodes):
+    """:func:`expected_neg_logsumexp_affine` on one chunk (``a``, ``b`` already broadcast)."""
     order = b.argsort(-1)
     a, b = a.gather(-1, order), b.gather(-1, order)
     num_lines = a.shape[-1]
