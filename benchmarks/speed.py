@@ -805,7 +805,7 @@ def render(results: list, meta: dict) -> str:
         f"Command: `{meta['command']}`  ",
         f"Date: {meta['date']}; seed {meta['seed']}; torch {meta.get('torch')}, pyro {meta.get('pyro')}; "
         f"device {meta['device']}; CPU {meta['cpu']} ({meta['cores']} cores); {meta.get('threads')} torch threads; "
-        f"git {meta['git']}  ",
+        f"git {meta['git']}; environment {', '.join(f'{k}={v}' for k, v in (meta.get('env') or {}).items() if v) or 'no OMP/MKL variables set'}  ",
         f"Load average (1, 5, 15 min) at start: {meta['load_start']}; at end: {meta['load_end']}. "
         "The `load` column is the 1-minute load before→after each configuration.",
         "",
@@ -942,6 +942,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="override the warm-up steps")
     parser.add_argument("--repeats", type=int, default=None, help="override the timed repeats")
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="directory for speed.md and speed.json")
+    parser.add_argument("--omp-wait-policy", choices=("inherit", "PASSIVE", "ACTIVE"), default="inherit",
+                        help="OMP_WAIT_POLICY of the workers (PASSIVE: idle OpenMP threads sleep instead of spinning, "
+                        "which matters when other processes share the cores); default: inherit the environment")
     parser.add_argument("--note", default="", help="a sentence added to the notes of the table")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per configuration")
     parser.add_argument("--profile", nargs="+", default=None, metavar="CONFIG",
@@ -996,6 +999,10 @@ def main(argv=None) -> int:
     meta = dict(command=command, date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), seed=args.seed,
                 device=args.device, cpu=_cpu_model(), cores=os.cpu_count(), git=_git(),
                 load_start=", ".join(f"{v:.2f}" for v in os.getloadavg()), note=args.note, quick=args.quick)
+    worker_env = dict(os.environ)
+    if args.omp_wait_policy != "inherit":
+        worker_env["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    meta["env"] = {k: worker_env.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "KMP_BLOCKTIME")}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -1009,7 +1016,7 @@ def main(argv=None) -> int:
                 cmd.append("--quick")
             print(f"[speed] {name} (load {os.getloadavg()[0]:.2f}) ...", file=sys.stderr, flush=True)
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=worker_env)
                 if proc.returncode != 0:
                     raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
                 results.append(json.loads(result_path.read_text()))
