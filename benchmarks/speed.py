@@ -764,17 +764,23 @@ def _fmt(value, digits=1):
     return f"{value:.{digits}f}"
 
 
+def _pair(summary):
+    """``median / best`` throughput: on a shared machine the best repeat is the one least hit by
+    other processes."""
+    return f"{_fmt(summary['per_s'])} / {_fmt(summary['best_per_s'])}"
+
+
 def _load(r):
     return f"{r['load_before']:.1f}→{r['load_after']:.1f}"
 
 
 TRAIN_COLUMNS = [
-    "config", "data", "backbone", "params", "batch", "train fp32 ex/s", "train bf16 ex/s", "bf16 speed-up",
-    "n-step train fp32 ex/s", "flow+loss % of step", "AdamW % of step", "n-step / cont. loss cost",
+    "config", "data", "backbone", "params", "batch", "train fp32 ex/s (median / best)", "train bf16 ex/s (median / best)",
+    "bf16 speed-up (medians)", "n-step train fp32 ex/s (median / best)", "flow+loss % of step", "AdamW % of step", "n-step / cont. loss cost",
     "peak MB fp32", "peak MB bf16", "load",
 ]
 EVAL_COLUMNS = [
-    "config", "batch", "eval fp32 ex/s", "eval bf16 ex/s", "eval peak MB", "sample n", "samples/s", "sample peak MB", "load",
+    "config", "batch", "eval fp32 ex/s (median / best)", "eval bf16 ex/s (median / best)", "eval peak MB", "sample n", "samples/s", "sample peak MB", "load",
 ]
 KL_COST_COLUMNS = [
     "config", "K", "batch shape", "registered KL fwd ms", "registered KL fwd+bwd ms", "factorised-10 fwd ms",
@@ -817,9 +823,9 @@ def render(results: list, meta: dict) -> str:
             nstep = r.get("train_nstep_fp32")
             train_rows.append([
                 r["name"], c["data"], c["backbone"], (f"{r['params'] / 1e6:.2f}M" if r["params"] >= 1e5 else f"{r['params'] / 1e3:.1f}k"), c["batch"],
-                _fmt(r["train"]["fp32"]["per_s"]), _fmt(r["train"]["bf16"]["per_s"]),
+                _pair(r["train"]["fp32"]), _pair(r["train"]["bf16"]),
                 f"{r['train']['bf16']['per_s'] / r['train']['fp32']['per_s']:.2f}x",
-                _fmt(nstep["per_s"]) if nstep else "–",
+                _pair(nstep) if nstep else "–",
                 f"{100 * b['flow_loss_share']:.2f}", f"{100 * b['adamw_share']:.2f}",
                 f"{b['nstep_over_continuous']:.1f}x" if "nstep_over_continuous" in b else "–",
                 _fmt(m["train_fp32_mb"]), _fmt(m["train_bf16_mb"]), _load(r),
@@ -827,7 +833,7 @@ def render(results: list, meta: dict) -> str:
             sample = r["sample"]
             mark = "*" if sample.get("extrapolated_from") else ""
             eval_rows.append([
-                r["name"], c["batch"], _fmt(r["eval"]["fp32"]["per_s"]), _fmt(r["eval"]["bf16"]["per_s"]),
+                r["name"], c["batch"], _pair(r["eval"]["fp32"]), _pair(r["eval"]["bf16"]),
                 _fmt(m["eval_fp32_mb"]), sample["n_steps"], _fmt(sample["per_s"], 2) + mark,
                 _fmt(m["sample_fp32_mb"]), _load(r),
             ])
