@@ -277,6 +277,12 @@ def _kl_discrete_sender_discrete_receiver(sender, receiver):
     own = logits.gather(-1, x)[..., 0]
     other = logits.gather(-1, 1 - x)[..., 0]
     accuracy = sender.accuracy.expand(batch_shape)
+    if bool(torch.isfinite(own).all()) and bool(torch.isfinite(other).all()):
+        # two lines, one of slope 0: -E[logsumexp] = -own - E[ln(1 + e^u)], u ~ N(other - 2 alpha
+        # - own, 4 alpha): one bend and no smooth rest (what expected_neg_logsumexp_affine does
+        # for two lines, without its envelope and its zero smooth part)
+        return -own - expected_logaddexp_normal(other - 2 * accuracy - own, 2 * accuracy.sqrt())
+    # a class of probability 0 (a perfect output): the general routine handles -inf intercepts
     a = torch.stack([own, other - 2 * accuracy], dim=-1)
     b = torch.stack([torch.zeros_like(accuracy), 2 * accuracy.sqrt()], dim=-1)
     return expected_neg_logsumexp_affine(a, b)
