@@ -106,3 +106,18 @@ def test_render_from_a_minimal_result(bench):
     assert "8 / 10 (capped by --test-windows, spread evenly)" in markdown
     assert "| bf16 | 16 | 0.500 | 32.0 |" in markdown
     assert "1.41 bits/char on text8" in markdown
+
+
+def test_word_list_share_min_letters(bench):
+    words = frozenset({"a", "s", "cat", "on"})
+    # edges dropped -> "a s cat qq on": all 5 tokens; 2+ letters -> cat qq on: 2 of 3
+    assert bench.word_list_share(["x a s cat qq on y"], words) == {"share": 4 / 5, "found": 4, "tokens": 5}
+    assert bench.word_list_share(["x a s cat qq on y"], words, min_letters=2) == {"share": 2 / 3, "found": 2, "tokens": 3}
+
+
+def test_unigram_bits_per_char_exact(bench):
+    # training frequencies 1/2, 1/4, 1/4 over codes 0, 1, 2; test text all code 0 -> 1 bit; all code 1 -> 2 bits
+    train = [0, 0, 1, 2]
+    assert bench.unigram_bits_per_char(train, [0, 0], num_classes=3) == pytest.approx(1.0, abs=1e-12)
+    assert bench.unigram_bits_per_char(train, [1, 2], num_classes=3) == pytest.approx(2.0, abs=1e-12)
+    assert bench.unigram_bits_per_char(train, [0, 1], num_classes=3) == pytest.approx(1.5, abs=1e-12)
