@@ -369,23 +369,24 @@ def render(meta: dict) -> str:
         f"(1) a tiny model ({train['num_parameters'] / 1e6:.2f}M parameters, 1/{170e6 / train['num_parameters']:.0f} of the paper's); "
         f"(2) minutes of one CPU thread: {train['characters'] / 1e6:.1f}M training characters, "
         f"{train['epoch_fraction'] * 100:.1f}% of one pass over our {train['train_sequences'] * LENGTH / 1e6:.1f}M-character training split, against the paper's "
-        "many passes over 90M characters, so the model is far from converged (see the learning curve); "
+        "far longer training with a far larger batch on 90M characters, so the model is far from converged (see the learning curve); "
         "(3) a different corpus: 54.4M characters of dictionary definitions (GCIDE, WordNet, FOLDOC, Jargon), "
         "the King James Bible, fortunes and Shakespeare/Milton, normalised like text8 but not Wikipedia, and "
         "split 90/5/5 by position, so the test split is whatever sources come last; the numbers are not comparable "
         "with text8's. A uniform model scores log2 27 = 4.75 bits/char"
         + (f"; a unigram model (the training split's character frequencies, no context) scores "
            f"{test['unigram_bits_per_char']:.2f} on the test split"
-           + (" -- below this run's bound: in these minutes the BFN has not yet learned even the letter frequencies "
-              "as well as counting does, and its loss was still falling when the budget ended."
+           + (" -- below this run's bound: after these minutes the BFN's bound is still worse than counting letters "
+              "(the bound is an upper bound on the model's negative log-likelihood, and the loss was still falling "
+              "when the budget ended)."
               if test["bits_per_char"] > test["unigram_bits_per_char"] else ".")
            if "unigram_bits_per_char" in test else "."),
         f"- Protocol: non-overlapping windows (stride {LENGTH}) have the same expectation as the reference's stride-1 "
         f"windows at 1/{LENGTH} of the cost (`--stride 1` reproduces the latter). The cap on windows "
         f"(`--test-windows {test['cap']}`) keeps the evaluation to a few minutes; the windows are spread evenly over "
         "the test split. "
-        + ("The standard error is over passes only (the Monte Carlo error of the bound for these windows), not over the "
-           "choice of windows." if test["stderr_kind"] == "passes" else
+        + (f"The standard error is over the {test['repeats']} passes only (the Monte Carlo error of the bound for these "
+           "windows; from few passes itself a rough estimate), not over the choice of windows." if test["stderr_kind"] == "passes" else
            "With one pass the standard error is over windows (it mixes the Monte Carlo error with the spread of the text)."),
         "- Word-list share: tokens = space-separated words of a sample; the first and last token of each 256-character "
         "text are dropped (they may be cut); the list is Debian `wamerican` (american-english, "
