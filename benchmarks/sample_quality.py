@@ -25,9 +25,10 @@ One command::
 Writes ``benchmarks/results/sample_quality.md`` / ``.json`` and the grid of the scored
 samples ``sample_quality_samples.png`` (plus the reference grid ``sample_quality_test.png``).
 
-CPU budget: with one torch thread on the shared 2-core reference machine, about 2 minutes to
-train the classifier (cached afterwards) and about 5 minutes for 500 samples of 100 steps
-of the demo model (1.08M parameters); the scoring itself takes seconds.
+CPU budget: with one torch thread on the shared 2-core reference machine, about 1.5 minutes
+to train the classifier (cached afterwards) and about 4-5 minutes at light load for 500
+samples of 100 steps of the demo model (1.08M parameters; the committed run took 11 minutes
+under a load average of 5-6); the scoring itself takes seconds.
 """
 
 from __future__ import annotations
