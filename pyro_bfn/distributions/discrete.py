@@ -273,7 +273,8 @@ class SoftmaxNormal(BFNDistribution):
     """The softmax of an isotropic Gaussian, :math:`\\theta = \\mathrm{softmax}(z)`,
     :math:`z \\sim N(m, s^2 I_K)`: the law of the discrete update and flow distributions.
 
-    Density (an additive logistic normal; derivation in the docs, "Discrete data"): softmax
+    Density (an additive logistic normal; derivation in the docs page "The softmax-normal
+    (Bayesian flow) density on the simplex"): softmax
     forgets a shift of :math:`z` along :math:`\\mathbf{1}`, and in the log-ratio coordinates
     :math:`w_j = z_j - z_K` (:math:`j < K`) :math:`w \\sim N(m_{<K} - m_K,\\, s^2(I + \\mathbf{1}\\mathbf{1}^\\top))`;
     the map :math:`w \\mapsto (\\theta_1, \\dots, \\theta_{K-1})` has Jacobian determinant
