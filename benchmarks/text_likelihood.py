@@ -428,12 +428,13 @@ def main(argv=None) -> int:
     parser.add_argument("--note", default="", help="a sentence added to the notes")
     parser.add_argument("--tag", default="", help="suffix of the output names (text_likelihood_TAG.*) and the run directory")
     parser.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
-                        help="only re-render the Markdown from a text_likelihood.json (no training); --note replaces its note")
+                        help="only re-render the Markdown from a text_likelihood.json (no training); --note replaces its note (in the JSON too)")
     args = parser.parse_args(argv)
     if args.render:
         meta = json.loads(args.render.read_text())
         if args.note:
             meta["note"] = args.note
+            args.render.write_text(json.dumps(meta, indent=2, default=str))
         markdown = render(meta)
         args.render.with_suffix(".md").write_text(markdown)
         print(markdown)
