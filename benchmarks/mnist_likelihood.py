@@ -25,9 +25,9 @@ CPU budget: 6 settings x R passes x N examples x 2 network passes (flow + recons
 On the shared 2-core reference machine with one torch thread the demo model (1.08M
 parameters) scores about 75 examples/s per discrete-time setting and 145 in continuous time
 at a load average near 1, and 20-30 examples/s at a load of 5-6. The full protocol
-(N = 10,000, R = 2) therefore takes about 25 minutes on a quiet machine (up to an hour under
-load), and ``--test-examples 5000`` about 12 minutes quiet (the committed run took 25 under
-load).
+(N = 10,000, R = 2) therefore takes about 25 minutes on a quiet machine (the committed run:
+25.6 minutes at a load of 1-2; up to an hour under heavy load), and ``--test-examples 5000``
+about 12 minutes quiet (25 minutes under a load of 5-6).
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def render(meta: dict, rows: list) -> str:
         f"Model: `{meta['checkpoint']}` ({meta['backbone']}, {meta['parameters']:,} parameters, "
         f"{meta['updates']} updates at batch {meta['batch_size']}, {meta['train_loss']} training loss, "
         f"{meta['weights']} weights, autocast {meta['autocast']}).  ",
-        f"Data: the first {cap:,} of the 10,000 MNIST test images"
-        + (" (**capped** with `--test-examples` to fit a ~15-minute CPU budget)" if cap < 10_000 else " (the whole test set)")
+        (f"Data: the first {cap:,} of the 10,000 MNIST test images (**capped** with `--test-examples` to fit a "
+         "~15-minute CPU budget)" if cap < 10_000 else "Data: the whole MNIST test set (10,000 images)")
         + f", re-binarized on each of R = {meta['repeats']} passes; the same binarizations for every row.",
         "",
         "| steps | test examples | passes R | L + L^r (nats/image) | stderr | L^n or L^inf (nats) | L^r (nats) "
@@ -163,9 +163,9 @@ def notes(meta: dict, rows: list) -> list:
         both = math.hypot(last["nats_stderr"], cont["nats_stderr"])
         out.append(
             f"n = {last['n_steps']} minus continuous time: {diff:+.2f} nats (stderrs {last['nats_stderr']:.2f} and "
-            f"{cont['nats_stderr']:.2f}; ~{both:.2f} combined if they were independent). L^n approaches L^inf as n grows; at "
-            "large n each example's L^n is n times the KL at one random step, a much noisier estimate than the "
-            "continuous-time one, so the n = 784 row needs many more passes (the paper used 2000) to separate it from L^inf."
+            f"{cont['nats_stderr']:.2f}; ~{both:.2f} combined if they were independent): L^n approaches L^inf as n grows, "
+            "and R = 2 passes cannot resolve a gap of this size. Per example, L^n at large n is n times the KL at one "
+            "random step, a noisier estimate than the continuous-time one (the paper used 2000 passes at n = 784)."
         )
     if rows:
         out.append(
@@ -179,6 +179,9 @@ def notes(meta: dict, rows: list) -> list:
         "(`make demo`: whole 10k test set, L^inf + L^r, 2 passes, 2 threads) was 96.86 ± 0.45, consistent with the "
         "continuous-time row here."
     )
+    if "--out" in meta["command"]:
+        out.append("The run wrote to the directory given by --out; this table and plot were re-rendered from its JSON "
+                   "with `--render benchmarks/results/mnist_likelihood.json` (same numbers).")
     if meta["test_examples"] < 10_000:
         slow = max(r.get("load_before", 0) for r in rows) if rows else 0
         out.append(
