@@ -40,9 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see p
 import argparse
 import json
 import pathlib
-import platform
 import shlex
-import subprocess
 import sys
 import time
 
@@ -53,25 +51,9 @@ DEFAULT_CHECKPOINT = ROOT / "runs" / "mnist_demo" / "checkpoint.pt"
 DEFAULT_CLASSIFIER = ROOT / "runs" / "mnist_classifier" / "classifier.pt"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True,
-                               text=True).stdout.strip()
-        return head + (" (working tree modified)" if dirty else "")
-    except OSError:
-        return "unknown"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
+from provenance import git_revision as _git  # noqa: E402
 
 
 def _load() -> str:

@@ -53,7 +53,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import shlex
 import statistics
 import subprocess
@@ -917,25 +916,9 @@ def notes(models, kls, meta) -> list:
 
 
 # --------------------------------------------------------------------------- driver
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True,
-                               text=True).stdout.strip()
-        return head + (" (working tree modified)" if dirty else "")
-    except OSError:
-        return "unknown"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
+from provenance import git_revision as _git  # noqa: E402
 
 
 def main(argv=None) -> int:
