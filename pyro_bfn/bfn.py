@@ -136,13 +136,6 @@ class BFN(nn.Module):
             network_output = network_output.float()  # loss arithmetic never in half precision
         return self.data_type.output(network_output, input_distribution, t)
 
-    def _output(self, input_distribution, t, context):
-        # the context is passed only when given, so that overrides of output_distribution
-        # with the two-argument signature keep working
-        if context is None:
-            return self.output_distribution(input_distribution, t)
-        return self.output_distribution(input_distribution, t, context)
-
     def _check_batch(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
@@ -180,7 +173,7 @@ class BFN(nn.Module):
             t = torch.rand(x.shape[0], device=x.device, dtype=self.dtype)
         if input_distribution is None:
             input_distribution = self.data_type.sample_input(x, t)
-        output = self._output(input_distribution, t, context)
+        output = self.output_distribution(input_distribution, t, context)
         rate = continuous_time_kl_rate(output, x)
         return _sum_data_dims(self.data_type.rate(t, x) * rate)
 
@@ -198,7 +191,7 @@ class BFN(nn.Module):
         t = (i - 1).to(self.dtype) / n_steps
         if input_distribution is None:
             input_distribution = self.data_type.sample_input(x, t)
-        output = self._output(input_distribution, t, context)
+        output = self.output_distribution(input_distribution, t, context)
         accuracy = self.data_type.step_accuracy(i, n_steps, x, self.dtype)
         sender = self.data_type.sender(x, accuracy)
         receiver = self.data_type.receiver(output, accuracy)
@@ -213,7 +206,7 @@ class BFN(nn.Module):
         t = torch.ones(x.shape[0], device=x.device, dtype=self.dtype)
         if input_distribution is None:
             input_distribution = self.data_type.sample_input(x, t)
-        output = self._output(input_distribution, t, context)
+        output = self.output_distribution(input_distribution, t, context)
         return -_sum_data_dims(self.data_type.reconstruction_distribution(output).log_prob(x))
 
     def loss(self, x: torch.Tensor, n_steps: int | None = None, reconstruction: bool = True, context=None) -> LossTerms:
@@ -259,14 +252,14 @@ class BFN(nn.Module):
         input_distribution = self.data_type.prior(shape, dtype=dtype, device=device)
         for step in range(1, n_steps + 1):
             t = torch.full((num_samples,), (step - 1) / n_steps, device=device, dtype=dtype)
-            k = self._output(input_distribution, t, context).sample()
+            k = self.output_distribution(input_distribution, t, context).sample()
             i = torch.full((num_samples,), step, device=device)
             accuracy = self.data_type.step_accuracy(i, n_steps, k, dtype)
             y = self.data_type.sender(k, accuracy).sample()
             input_distribution = input_distribution.update(y, accuracy)
             if progress is not None:
                 progress(step, n_steps)
-        output = self._output(input_distribution, torch.ones(num_samples, device=device, dtype=dtype), context)
+        output = self.output_distribution(input_distribution, torch.ones(num_samples, device=device, dtype=dtype), context)
         return output.mode if mode else output.sample()
 
     def _sampling_context(self, context, num_samples: int, device):

@@ -108,12 +108,12 @@ def bfn_model(bfn: BFN, x: torch.Tensor, n_steps: int, context=None, name: str =
         input_distribution = data_type.prior((batch,) + bfn.data_shape, dtype=bfn.dtype, device=x.device)
         for step, site in enumerate(step_site_names(n_steps, name), start=1):
             t, accuracy = _step(bfn, x, step, n_steps)
-            output = bfn._output(input_distribution, t, context)
+            output = bfn.output_distribution(input_distribution, t, context)
             receiver = data_type.receiver(output, accuracy)
             y = pyro.sample(site, receiver.to_event(event_dims))
             input_distribution = input_distribution.update(y, accuracy)
         t = torch.ones(batch, device=x.device, dtype=bfn.dtype)
-        output = bfn._output(input_distribution, t, context)
+        output = bfn.output_distribution(input_distribution, t, context)
         pyro.sample(f"{name}_x", data_type.reconstruction_distribution(output).to_event(event_dims), obs=x)
     return input_distribution
 

@@ -278,9 +278,9 @@ def test_continuous_sampler_accumulates_the_whole_schedule():
     captured = {}
     original = bfn.output_distribution
 
-    def spy(input_distribution, t):
+    def spy(input_distribution, t, context=None):
         captured["precision"] = input_distribution.precision
-        return original(input_distribution, t)
+        return original(input_distribution, t, context)
 
     bfn.output_distribution = spy
     bfn.sample(2, 9)
