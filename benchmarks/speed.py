@@ -221,6 +221,22 @@ class Memory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - self.baseline
 
 
+def _stored_output_network(stored):
+    """A stand-in for the network that returns ``stored`` (a leaf with a gradient), so that a
+    step measures the flow, output distribution and loss alone (torch is imported lazily here,
+    as everywhere in this file, so the driver process never loads it)."""
+    from torch import nn
+
+    class StoredOutput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.output = nn.Parameter(stored)
+
+        def forward(self, features, t, context=None):
+            return self.output
+
+    return StoredOutput()
+
 def _timer(device):
     import torch
 
@@ -258,7 +274,6 @@ def run_model(name: str, cfg: dict, s: dict, device_name: str) -> dict:
     import gc
 
     import torch
-    from torch import nn
 
     from pyro_bfn.bfn import BFN
     from pyro_bfn.zoo import build_bfn, get_dataset
@@ -322,17 +337,7 @@ def run_model(name: str, cfg: dict, s: dict, device_name: str) -> dict:
     with torch.no_grad():
         stored = bfn.network(features, t).detach().clone()
 
-    class Stub(nn.Module):
-        """Returns a stored network output (a leaf with a gradient), in place of the network."""
-
-        def __init__(self):
-            super().__init__()
-            self.output = nn.Parameter(stored)
-
-        def forward(self, features, t, context=None):
-            return self.output
-
-    stub_bfn = BFN(data_type, Stub(), spec.data_shape).to(device).train()
+    stub_bfn = BFN(data_type, _stored_output_network(stored), spec.data_shape).to(device).train()
 
     def stub_step(n_steps=None):
         stub_bfn.zero_grad(set_to_none=True)
@@ -579,7 +584,6 @@ def profile_config(name: str, cfg: dict, repeats: int, seed: int) -> str:
     import pstats
 
     import torch
-    from torch import nn
 
     from pyro_bfn.bfn import BFN
     from pyro_bfn.distributions import continuous_time_kl_rate
@@ -659,15 +663,7 @@ def profile_config(name: str, cfg: dict, repeats: int, seed: int) -> str:
     with torch.no_grad():
         stored = bfn.network(data_type.network_features(data_type.sample_input(x, t)), t).clone()
 
-    class Stub(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.output = nn.Parameter(stored)
-
-        def forward(self, features, t, context=None):
-            return self.output
-
-    stub = BFN(data_type, Stub(), spec.data_shape)
+    stub = BFN(data_type, _stored_output_network(stored), spec.data_shape)
 
     def stub_step(n_steps=None):
         stub.zero_grad(set_to_none=True)
