@@ -51,6 +51,13 @@ def _per_example(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape + (1,) * (like.dim() - 1))
 
 
+def _check_bin_centres(x: torch.Tensor, num_bins: int) -> None:
+    """Raise unless every entry of the float tensor ``x`` is one of the ``num_bins`` bin centres."""
+    centres = bin_centres(num_bins, dtype=x.dtype, device=x.device)
+    if not torch.isfinite(x).all() or (centres[bin_index(x, num_bins)] - x).abs().max() > 1e-4:
+        raise ValueError(f"discretised data must hold the {num_bins} bin centres (2k+1)/K - 1 in [-1, 1]")
+
+
 class DataType:
     """Interface shared by the three data types."""
 
@@ -154,22 +161,31 @@ class ContinuousData(_NormalInputData):
         data, 1e-3 for 256-bin data).
     :param float t_min: below this time :math:`\\hat x = 0`.
     :param tuple clip: ``(x_min, x_max)`` for :math:`\\hat x` (``None``: no clipping).
+    :param int num_bins: for data that lie on ``K`` bin centres (discretised data trained with
+        the continuous-data loss, paper Sec. 6.3): the reconstruction term then gives the bin
+        of ``x`` the mass of :math:`N(\\hat x, \\sigma_1^2)` over it (the outer bins take the
+        tails, as in :class:`~pyro_bfn.distributions.DiscretisedOutput`), so that the bound is
+        on a probability, in the same units as :class:`DiscretisedData`'s. ``None``: a density.
     """
 
     num_output_features = 1
 
-    def __init__(self, sigma_1: float = 0.02, t_min: float = T_MIN, clip=(-1.0, 1.0)):
+    def __init__(self, sigma_1: float = 0.02, t_min: float = T_MIN, clip=(-1.0, 1.0), num_bins: int | None = None):
         super().__init__(sigma_1, t_min)
         self.clip = clip
+        self.num_bins = None if num_bins is None else _check_num_bins(num_bins)
 
     def __repr__(self):
-        return f"ContinuousData(sigma_1={self.schedule.sigma_1})"
+        bins = "" if self.num_bins is None else f", num_bins={self.num_bins}"
+        return f"ContinuousData(sigma_1={self.schedule.sigma_1}{bins})"
 
     def check_data(self, x):
         if not x.is_floating_point():
             raise ValueError(f"continuous data must be a floating-point tensor, got dtype {x.dtype}")
         if not torch.isfinite(x).all():
             raise ValueError("continuous data contains NaN or inf")
+        if self.num_bins is not None:
+            _check_bin_centres(x, self.num_bins)
 
     def output(self, network_output, input_distribution, t):
         loc = input_distribution.loc
@@ -182,10 +198,14 @@ class ContinuousData(_NormalInputData):
     def reconstruction_distribution(self, output):
         """Continuous data have a point-mass output, which has no density; the reconstruction
         term uses :math:`N(\\hat x, \\sigma_1^2)` at ``t = 1`` (the input distribution's own
-        uncertainty at the end of the flow), so that the bound is on a density."""
+        uncertainty at the end of the flow), so that the bound is on a density; with
+        ``num_bins`` the same Normal discretised over the bins, so that it is on a probability."""
         import pyro.distributions as dist
 
-        return dist.Normal(output.x_hat, torch.full_like(output.x_hat, self.schedule.sigma_1))
+        scale = torch.full_like(output.x_hat, self.schedule.sigma_1)
+        if self.num_bins is not None:
+            return DiscretisedOutput(output.x_hat, scale, self.num_bins)
+        return dist.Normal(output.x_hat, scale)
 
 
 class DiscretisedData(_NormalInputData):
@@ -224,9 +244,7 @@ class DiscretisedData(_NormalInputData):
     def check_data(self, x):
         if not x.is_floating_point():
             raise ValueError(f"discretised data must be bin centres as floats, got dtype {x.dtype}")
-        centres = bin_centres(self.num_bins, dtype=x.dtype, device=x.device)
-        if not torch.isfinite(x).all() or (centres[bin_index(x, self.num_bins)] - x).abs().max() > 1e-4:
-            raise ValueError(f"discretised data must hold the {self.num_bins} bin centres (2k+1)/K - 1 in [-1, 1]")
+        _check_bin_centres(x, self.num_bins)
 
     def output(self, network_output, input_distribution, t):
         loc = input_distribution.loc

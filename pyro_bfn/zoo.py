@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from .bfn import BFN
-from .data_types import DataType, DiscreteData, DiscretisedData
+from .data_types import ContinuousData, DataType, DiscreteData, DiscretisedData
 
 __all__ = ["DatasetSpec", "build_bfn", "get_dataset", "list_datasets"]
 
@@ -85,6 +85,24 @@ def _patches(split):
 
     patches = data.load_natural_image_patches(split)
     return torch.as_tensor(patches).reshape(-1, 3, 32, 32)
+
+
+def _binned_data_type(num_bins: int, default_sigma_1=None):
+    """The data type of ``num_bins``-bin data: :class:`DiscretisedData` (``loss="discretised"``,
+    the default) or :class:`ContinuousData` with ``num_bins`` (``loss="continuous"``: the
+    continuous-data loss, a discretised reconstruction; paper Sec. 6.3), both on the same
+    bin centres and the same ``sigma_1`` (the paper's for ``num_bins`` when ``None``)."""
+
+    def make(sigma_1=default_sigma_1, loss="discretised", **options):
+        if sigma_1 is None:
+            sigma_1 = DiscretisedData(num_bins).schedule.sigma_1
+        if loss == "discretised":
+            return DiscretisedData(num_bins, sigma_1, **options)
+        if loss == "continuous":
+            return ContinuousData(sigma_1, num_bins=num_bins, **options)
+        raise ValueError(f"loss must be 'discretised' or 'continuous', got {loss!r}")
+
+    return make
 
 
 def _levels_to_centres(num_bins: int):
@@ -165,10 +183,10 @@ for _bins in (16, 256):
             (1, 28, 28),
             "image",
             "image",
-            (lambda bins: lambda sigma_1=None, **kw: DiscretisedData(bins, sigma_1, **kw))(_bins),
+            _binned_data_type(_bins),
             _fashion,
             _levels_to_centres(_bins),
-            f"Fashion-MNIST (Debian dataset-fashion-mnist), {_bins} bins",
+            f"Fashion-MNIST (Debian dataset-fashion-mnist), {_bins} bins; data_type_options.loss=continuous for the continuous-data loss",
             default_backbone="unet_small",
         )
     )
@@ -178,10 +196,10 @@ _register(
         (3, 32, 32),
         "image",
         "image",
-        lambda sigma_1=1e-3, **kw: DiscretisedData(256, sigma_1, **kw),
+        _binned_data_type(256, 1e-3),
         _patches,
         _levels_to_centres(256),
-        "32x32 colour patches of the scikit-image / scikit-learn photographs, 256 bins",
+        "32x32 colour patches of the scikit-image / scikit-learn photographs, 256 bins; data_type_options.loss=continuous for the continuous-data loss",
         default_backbone="unet_small",
     )
 )
@@ -217,7 +235,7 @@ _register(
         (1, 8, 8),
         "image",
         "image",
-        lambda sigma_1=None, **kw: DiscretisedData(16, sigma_1, **kw),
+        _binned_data_type(16),
         _toy_binary,
         _levels_to_centres(16),
         "generated 8x8 rectangles as 16-bin discretised data, for tests",

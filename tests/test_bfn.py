@@ -6,12 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
 from scipy import integrate, special, stats
 from torch import nn
 
 from pyro_bfn.bfn import BFN
 from pyro_bfn.data_types import ContinuousData, DiscreteData, DiscretisedData
-from pyro_bfn.distributions import CategoricalInput, NormalInput
+from pyro_bfn.distributions import CategoricalInput, NormalInput, PointMassOutput, bin_centres
 
 SHAPE = (1, 3, 3)
 
@@ -338,3 +340,68 @@ def test_bad_arguments_are_rejected():
         bad.loss(x)
     with pytest.raises(ValueError, match="discretised data must hold"):
         BFN(DiscretisedData(4), Constant([0.0, 0.0]), SHAPE).loss(torch.full((2, *SHAPE), 0.1))
+
+
+@given(
+    x_hat=st.lists(st.floats(-1.5, 1.5), min_size=1, max_size=6),
+    K=st.sampled_from([2, 3, 16, 256]),
+    sigma_1=st.sampled_from([1e-3, math.sqrt(1e-3), 0.2]),
+    level=st.integers(0, 255),
+)
+@example(x_hat=[1.0], K=256, sigma_1=1e-3, level=0)
+def test_continuous_loss_on_binned_data_reconstructs_a_bin_probability(x_hat, K, sigma_1, level):
+    """ContinuousData(num_bins=K): L^r = -log of the mass of N(x_hat, sigma_1^2) over the bin of x
+    (outer bins take the tails), against scipy; the masses of all K bins sum to one."""
+    data_type = ContinuousData(sigma_1, num_bins=K)
+    x_hat = torch.tensor(x_hat, dtype=torch.float64)
+    level = level % K
+    x = DiscretisedData(K).from_integers(torch.full(x_hat.shape, level), dtype=torch.float64)
+    reconstruction = data_type.reconstruction_distribution(PointMassOutput(x_hat))
+    lower = -np.inf if level == 0 else 2 * level / K - 1
+    upper = np.inf if level == K - 1 else 2 * (level + 1) / K - 1
+    mu = x_hat.numpy()
+    # log of the mass in the tail away from mu, where cdf differences would cancel (np.where
+    # evaluates both branches; the unused one may take log(0))
+    with np.errstate(divide="ignore"):
+        log_mass = np.where(
+        upper <= mu,
+            stats.norm.logcdf((upper - mu) / sigma_1)
+            + np.log1p(-np.exp(stats.norm.logcdf((lower - mu) / sigma_1) - stats.norm.logcdf((upper - mu) / sigma_1))),
+            stats.norm.logsf((lower - mu) / sigma_1)
+            + np.log1p(-np.exp(stats.norm.logsf((upper - mu) / sigma_1) - stats.norm.logsf((lower - mu) / sigma_1))),
+        )
+    finite = np.isfinite(log_mass)
+    got = reconstruction.log_prob(x).numpy()
+    np.testing.assert_allclose(got[finite], log_mass[finite], rtol=1e-6, atol=1e-9)
+    masses = torch.stack([reconstruction.log_prob(torch.full_like(x_hat, c)).exp() for c in bin_centres(K, dtype=torch.float64)])
+    np.testing.assert_allclose(masses.sum(0).numpy(), 1.0, rtol=0, atol=1e-12)
+
+
+def test_continuous_loss_on_binned_data_bounds_a_probability():
+    """With num_bins the bound is on a probability (every L^r >= 0, every total finite); without,
+    on a density, whose L^r is negative when sigma_1 is small and x_hat close to x."""
+    torch.manual_seed(0)
+    x = DiscretisedData(16).from_integers(torch.randint(0, 16, (8, *SHAPE)), dtype=torch.float64)
+    binned = BFN(ContinuousData(1e-3, num_bins=16), Linear(1, 1), SHAPE).double()
+    density = BFN(ContinuousData(1e-3), Linear(1, 1), SHAPE).double()
+    with torch.no_grad():
+        terms = binned.loss(x, reconstruction=True)
+        assert (terms.reconstruction >= 0).all() and torch.isfinite(terms.total).all()
+        x_hat = torch.zeros(8, *SHAPE, dtype=torch.float64) + x
+        assert (density.data_type.reconstruction_distribution(PointMassOutput(x_hat)).log_prob(x) > 0).all()
+    with pytest.raises(ValueError, match="16 bin centres"):
+        binned.loss(x + 0.01)
+    assert repr(ContinuousData(1e-3, num_bins=16)) == "ContinuousData(sigma_1=0.001, num_bins=16)"
+    with pytest.raises(ValueError, match="num_bins"):
+        ContinuousData(1e-3, num_bins=1)
+
+
+def test_samples_leave_inference_mode_and_feed_a_training_loss():
+    """Sampling runs under inference_mode, but what it returns is an ordinary tensor: it can be
+    fed back into a loss that is differentiated (a self-training / distillation pattern)."""
+    torch.manual_seed(0)
+    bfn = BFN(DiscretisedData(16), Linear(1, 2), SHAPE).double()
+    samples = bfn.sample(3, 4)
+    assert not samples.is_inference() and samples.shape == (3, *SHAPE)
+    bfn.loss(samples).total.mean().backward()
+    assert bfn.network.weight.grad is not None and torch.isfinite(bfn.network.weight.grad).all()

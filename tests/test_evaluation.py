@@ -72,3 +72,19 @@ def test_training_curves_png_and_empty_log(tmp_path):
     empty.write_text("step,loss\n")
     with pytest.raises(ValueError, match="no rows"):
         plot_training_curves(empty, tmp_path / "never.png")
+
+
+def test_binned_datasets_take_either_loss():
+    """data_type_options.loss picks the discretised or the continuous-data loss on the same bins."""
+    for name in ("toy_discretised", "fashion_mnist_16", "natural_patches_256"):
+        spec = get_dataset(name)
+        discretised, continuous = spec.make_data_type(), spec.make_data_type(loss="continuous")
+        assert type(discretised).__name__ == "DiscretisedData" and type(continuous).__name__ == "ContinuousData"
+        assert continuous.num_bins == discretised.num_bins
+        assert continuous.schedule.sigma_1 == discretised.schedule.sigma_1
+    with pytest.raises(ValueError, match="loss must be"):
+        get_dataset("toy_discretised").make_data_type(loss="l2")
+    torch.manual_seed(0)
+    bfn = build_bfn("toy_discretised", "mlp_small", {"loss": "continuous"}, backbone_options=TINY)
+    result = evaluate_bound(bfn, get_dataset("toy_discretised"), repeats=1, batch_size=32, max_examples=40, progress=False)
+    assert math.isfinite(result.nats) and result.reconstruction_nats >= 0
