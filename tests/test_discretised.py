@@ -117,6 +117,35 @@ def test_enumerate_support_sample_mean_variance(d, sample_shape):
     np.testing.assert_allclose(d.variance.numpy(), (p * (centres - mean[..., None]) ** 2).sum(-1), rtol=1e-9, atol=1e-12)
 
 
+@given(d=outputs())
+@example(d=DiscretisedOutput(torch.tensor([0.3, -0.999], dtype=torch.float64), torch.tensor(1e-3, dtype=torch.float64), 256))
+def test_mean_gradient_matches_scipy(d):
+    """The analytic gradient of the mean against the derivative of sum_k k_c p_O(k) written with
+    scipy's normal density: d/dmu = (2/K) sum_j phi(z_j)/sigma, d/dsigma = (2/K) sum_j z_j phi(z_j)/sigma
+    over the interior edges e_j (z_j = (e_j - mu)/sigma), broadcast shapes summed back."""
+    K = d.num_bins
+    loc = d.loc.detach().clone().requires_grad_()
+    scale = d.scale.detach().clone().requires_grad_()
+    DiscretisedOutput(loc, scale, K).mean.sum().backward()
+    mu, sigma = np.broadcast_arrays(d.loc.numpy(), d.scale.numpy())
+    edges = (np.arange(1, K) / K * 2 - 1)
+    z = (edges - mu[..., None]) / sigma[..., None]
+    pdf = scipy.stats.norm.pdf(z)
+    d_loc = (2 / K) * pdf.sum(-1) / sigma
+    d_scale = (2 / K) * (z * pdf).sum(-1) / sigma
+
+    def summed_to(values, shape):
+        values = np.asarray(values)
+        while values.ndim > len(shape):
+            values = values.sum(0)
+        return values.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1 and values.shape[i] != 1), keepdims=True)
+
+    # each term is bounded by (2/K) phi/sigma <= 0.8 (2/K) / sigma: relative to that scale
+    tol = 64 * EPS64 * (1 + 1 / sigma.min()) * K
+    np.testing.assert_allclose(loc.grad.numpy(), summed_to(d_loc, loc.shape).reshape(loc.shape), rtol=1e-9, atol=tol)
+    np.testing.assert_allclose(scale.grad.numpy(), summed_to(d_scale, scale.shape).reshape(scale.shape), rtol=1e-9, atol=tol)
+
+
 @settings(max_examples=10)
 @given(loc=reals(1.2), scale=accuracies(1e-2, 10), K=num_bins(2, 32))
 def test_sample_frequencies_match_probs(loc, scale, K):

@@ -115,6 +115,37 @@ def _log_normal_interval_mass(lower, upper):
     return log_b + _log1mexp(torch.special.log_ndtr(a) - log_b)
 
 
+class _NormalCdfSum(torch.autograd.Function):
+    """:math:`\\sum_j \\Phi((e_j - \\mu)/\\sigma)` over the edges ``e`` (shape ``(J,)``) for every
+    element of ``loc`` and ``scale`` (same shape), with the analytic gradient
+
+    .. math:: \\frac{\\partial}{\\partial\\mu} = -\\frac{1}{\\sigma} \\sum_j \\phi(z_j), \\qquad
+              \\frac{\\partial}{\\partial\\sigma} = -\\frac{1}{\\sigma} \\sum_j z_j\\, \\phi(z_j),
+              \\qquad z_j = (e_j - \\mu)/\\sigma.
+
+    Autograd through ``ndtr`` would keep the ``(..., J)`` intermediates of the forward pass
+    alive until the backward pass; this keeps only ``loc`` and ``scale`` and recomputes
+    :math:`z` (about 1.6 times faster forward + backward at 256 bins, and ``J`` times less memory
+    held for the backward pass). Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, loc, scale, edges):
+        ctx.save_for_backward(loc, scale, edges)
+        return torch.special.ndtr((edges - loc[..., None]) / scale[..., None]).sum(-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        loc, scale, edges = ctx.saved_tensors
+        z = (edges - loc[..., None]) / scale[..., None]
+        density = torch.exp(-0.5 * z * z)
+        common = grad / (scale * math.sqrt(2 * math.pi))
+        grad_loc = -common * density.sum(-1) if ctx.needs_input_grad[0] else None
+        grad_scale = -common * (density * z).sum(-1) if ctx.needs_input_grad[1] else None
+        return grad_loc, grad_scale, None
+
+
 class DiscretisedOutput(BFNDistribution):
     """Output distribution for discretised data (paper Sec. 4.3): a Normal
     :math:`N(\\mu_x, \\sigma_x^2)` discretised over the ``K`` bins, with the outer bins taking
@@ -227,10 +258,12 @@ class DiscretisedOutput(BFNDistribution):
         .. math:: \\hat k = \\sum_{k=1}^K k_c (G_k - G_{k-1}) = K_c - \\frac{2}{K} \\sum_{k=1}^{K-1} G_k,
 
         :math:`K - 1` normal CDFs instead of the :math:`2K` of :attr:`probs` (about 5 times faster
-        forward and backward at 256 bins; same float32 accuracy, ~3e-7).
+        forward and backward at 256 bins; same float32 accuracy, ~3e-7), with an analytic
+        gradient (:class:`_NormalCdfSum`).
         """
         edges = _bin_edges(self.num_bins, self.loc.dtype, self.loc.device)[1:-1]
-        below = torch.special.ndtr((edges - self.loc[..., None]) / self.scale[..., None]).sum(-1)
+        loc, scale = torch.broadcast_tensors(self.loc, self.scale)
+        below = _NormalCdfSum.apply(loc, scale, edges)
         return (1 - 1 / self.num_bins) - (2 / self.num_bins) * below
 
     @property
