@@ -66,7 +66,6 @@ def _log(message: str) -> None:
 
 # --------------------------------------------------------------------------- the classifier
 def make_classifier():
-    import torch
     from torch import nn
 
     class SmallCNN(nn.Module):

@@ -459,7 +459,6 @@ def run_kl(name: str, cfg: dict, s: dict, device_name: str) -> dict:
 
     from pyro_bfn.data_types import DiscreteData
     from pyro_bfn.distributions import CategoricalOutput, continuous_time_kl_rate
-    from pyro_bfn.distributions.kl import kl_discrete_monte_carlo
 
     device = torch.device(device_name)
     timed = _timer(device)
@@ -882,7 +881,7 @@ def render(results: list, meta: dict) -> str:
 def notes(models, kls, meta) -> list:
     out = [
         "Every configuration ran in a fresh subprocess on random data of the dataset's type and shape; "
-        f"warm-up steps discarded, medians of the repeats (settings in the JSON); fp32 and bf16 timed in alternation.",
+        "warm-up steps discarded, medians of the repeats (settings in the JSON); fp32 and bf16 timed in alternation.",
         "Peak memory: " + (models[0]["memory_method"] if models else "–") + ", above the resident size after imports "
         "(parameters, gradients, AdamW state, activations, allocator caches).",
         "flow+loss = the whole step with the network replaced by a stub returning a stored output: drawing theta from "

@@ -376,7 +376,7 @@ def render(meta: dict) -> str:
         "text are dropped (they may be cut); the list is Debian `wamerican` (american-english, "
         f"{words['list_size']:,} entries after lowercasing and keeping a-z only; it contains every single letter, so "
         "a stray 's' from a possessive counts as a word for both samples and real text).",
-        f"- Precision: bf16 autocast runs the network in bf16 and the BFN's flow and loss in float32; the choice is "
+        "- Precision: bf16 autocast runs the network in bf16 and the BFN's flow and loss in float32; the choice is "
         "measured on this machine at the start of each run.",
     ]
     if meta.get("note"):
@@ -455,7 +455,7 @@ def main(argv=None) -> int:
     precision = measure_precision(config, args.precision_steps, args.seed)
     if args.autocast == "measure":
         use_bf16 = precision.get("bf16_speedup", 0.0) > 1.0
-        autocast_choice = f"measured faster" if use_bf16 else "float32 measured faster or bf16 unsupported"
+        autocast_choice = "measured faster" if use_bf16 else "float32 measured faster or bf16 unsupported"
     else:
         use_bf16 = args.autocast == "bf16"
         autocast_choice = f"forced by --autocast {args.autocast}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import pyro.distributions as dist
 import torch
 from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints
