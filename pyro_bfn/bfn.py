@@ -230,7 +230,6 @@ class BFN(nn.Module):
         return LossTerms(flow, self.reconstruction_loss(x, context=context) if reconstruction else None)
 
     # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
     def sample(self, num_samples: int, n_steps: int, mode: bool = False, device=None, progress=None, context=None):
         """Draw ``num_samples`` examples with the paper's ``n``-step sampler: from the prior, for
         ``i = 1..n``: run the network at :math:`t_{i-1}`, draw :math:`k \\sim p_O`, draw
@@ -241,12 +240,20 @@ class BFN(nn.Module):
         :param progress: optional callable ``progress(i, n_steps)`` called after each update.
         :param context: optional conditioning: one label or vector for every sample (an ``int``,
             a 0-d tensor or a vector of shape ``(D,)`` is repeated), or ``num_samples`` of them.
+
+        The updates run under ``torch.inference_mode`` (no autograd bookkeeping); the result is
+        copied out of it, so it is an ordinary tensor that later autograd code can use.
         """
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
         if device is None:
             device = next(self.parameters()).device
         context = self._sampling_context(context, num_samples, device)
+        with torch.inference_mode():
+            samples = self._sample(num_samples, n_steps, mode, device, progress, context)
+        return samples.clone()
+
+    def _sample(self, num_samples, n_steps, mode, device, progress, context):
         shape = (num_samples,) + self.data_shape
         dtype = self.dtype
         input_distribution = self.data_type.prior(shape, dtype=dtype, device=device)
