@@ -132,6 +132,9 @@ class TrainConfig:
     :ivar autocast: ``"auto"`` (bf16 on a CPU that supports it, bf16 or fp16 with a gradient
         scaler on CUDA), ``"bf16"``, ``"fp16"`` (CUDA only) or ``"none"``.
     :ivar device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    :ivar compile: compile the training model's backbone with ``torch.compile`` (in place, so
+        checkpoints are unchanged; the EMA copy used for validation and samples is not
+        compiled). The first steps are slow while it compiles; needs a C++ compiler on CPU.
     :ivar seed: seeds the model initialization, the data order and every random draw.
     :ivar out_dir: where the run writes its files.
     :ivar num_workers: torch CPU threads (``torch.set_num_threads``); ``0`` keeps torch's
@@ -166,6 +169,7 @@ class TrainConfig:
     loss: Any = "continuous"
     autocast: str = "auto"
     device: str = "auto"
+    compile: bool = False
     seed: int = 0
     out_dir: str = "runs/default"
     num_workers: int = 0
@@ -285,6 +289,7 @@ _FIELD_TYPES = {
     "sample_num": int, "sample_steps": int, "seed": int, "budget_reserve_examples": int, "num_workers": int, "eval_examples": int,
     "lr": float, "weight_decay": float, "grad_clip": float, "ema_decay": float, "time_budget_minutes": float,
     "dataset": str, "backbone": str, "autocast": str, "device": str, "out_dir": str, "progress": bool,
+    "compile": bool,
 }
 
 
@@ -572,6 +577,8 @@ class Trainer:
         _seed_everything(config.seed)
         self.model = _build_model(config, self.device, self.autocast_dtype)
         self.ema_model = copy.deepcopy(self.model).requires_grad_(False).eval()
+        if config.compile:
+            self.model.network.compile()  # nn.Module.compile: in place, parameter names unchanged
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
         )

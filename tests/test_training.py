@@ -104,7 +104,6 @@ def test_warmup_clip_and_ema(tmp_path):
     lrs = []
     for step in range(4):
         lrs.append(trainer.optimizer.param_groups[0]["lr"])
-        before = [p.detach().clone() for p in trainer.model.parameters()]
         ema_before = [p.detach().clone() for p in trainer.ema_model.parameters()]
         trainer.train_step(trainer._batch(step))
         trainer.step += 1
@@ -273,3 +272,17 @@ def test_shipped_configurations_load():
     demo = TrainConfig.from_yaml(paths[[p.name for p in paths].index("mnist_demo.yaml")])
     assert demo.dataset == "binarized_mnist" and demo.data_type_options == {"beta_1": 9.0}
     assert demo.time_budget_minutes is not None and demo.loss == "continuous"
+
+
+def test_compiled_backbone_trains_like_the_eager_one_and_keeps_checkpoints(tmp_path):
+    """compile=True: the same losses as eager (to float32 rounding of a different kernel order),
+    and a checkpoint with the same keys that loads into an uncompiled model."""
+    eager = quiet(tiny_config(tmp_path / "eager", max_steps=3))
+    eager.train()
+    compiled = quiet(tiny_config(tmp_path / "compiled", max_steps=3, compile=True))
+    compiled.train()
+    assert compiled.loss_history == pytest.approx(eager.loss_history, rel=1e-4)
+    saved = load_checkpoint(tmp_path / "compiled" / "run" / "checkpoint.pt")
+    assert set(saved["model"]) == set(eager.model.state_dict())
+    bfn, config, _ = load_model(tmp_path / "compiled" / "run" / "checkpoint.pt")
+    assert config.compile is True and sum(p.numel() for p in bfn.parameters()) > 0
