@@ -283,6 +283,8 @@ def run_model(name: str, cfg: dict, s: dict, device_name: str) -> dict:
     timed = _timer(device)
     spec = get_dataset(cfg["dataset"])
     bfn = build_bfn(cfg["dataset"], cfg["backbone"], backbone_options=cfg.get("backbone_options")).to(device).train()
+    if s.get("compile"):
+        bfn.network.compile()  # as TrainConfig.compile; the warm-up steps absorb the compilation
     data_type = bfn.data_type
     batch = cfg["batch"]
     generator = torch.Generator().manual_seed(s["seed"])
@@ -729,6 +731,7 @@ def worker(args) -> None:
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     s["seed"] = args.seed
+    s["compile"] = bool(args.compile)
     load_before = _load_average()
     start = time.perf_counter()
     run = run_model if cfg["kind"] == "model" else run_kl
@@ -937,6 +940,8 @@ def main(argv=None) -> int:
                         "pass of these model configs; writes speed.profile.md")
     parser.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
                         help="re-render speed.md from a speed.json (no measurement); --note is appended to its notes")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile each backbone (in place, as TrainConfig.compile) before timing it")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -999,6 +1004,8 @@ def main(argv=None) -> int:
                     cmd += [f"--{flag}", str(getattr(args, flag))]
             if args.quick:
                 cmd.append("--quick")
+            if args.compile:
+                cmd.append("--compile")
             print(f"[speed] {name} (load {os.getloadavg()[0]:.2f}) ...", file=sys.stderr, flush=True)
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=worker_env)
