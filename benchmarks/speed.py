@@ -44,6 +44,11 @@ for K = 27).
 Warm-up steps are discarded; every reported time is the median over the repeats. Numbers on
 a shared machine are noisy: the 1-minute load average before and after each configuration is
 in the tables.
+
+CPU budget: the default configurations take about 5 minutes with 2 threads on the quiet 2-core
+reference machine (the committed speed.md: 4 minutes; 20 minutes when other jobs were
+running); ``--compile`` adds several minutes of compilation per configuration (three
+configurations: 19 minutes).
 """
 
 from __future__ import annotations
