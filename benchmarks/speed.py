@@ -48,7 +48,7 @@ in the tables.
 CPU budget: the default configurations take about 5 minutes with 2 threads on the quiet 2-core
 reference machine (the committed speed.md: 4 minutes; 20 minutes when other jobs were
 running); ``--compile`` adds several minutes of compilation per configuration (three
-configurations: 19 minutes).
+configurations: 12 minutes).
 """
 
 from __future__ import annotations
