@@ -27,6 +27,7 @@ from .discretised import DiscretisedOutput, DiscretisedReceiver, bin_centres, bi
 from .kl import (
     QUADRATURE_NODES,
     continuous_time_kl_rate,
+    expected_logaddexp_normal,
     expected_neg_logsumexp_affine,
     kl_discrete_monte_carlo,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "bin_centres",
     "bin_index",
     "continuous_time_kl_rate",
+    "expected_logaddexp_normal",
     "expected_neg_logsumexp_affine",
     "kl_discrete_monte_carlo",
     "sender_mean",

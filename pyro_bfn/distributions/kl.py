@@ -12,7 +12,8 @@ NormalSender, NormalReceiver                closed form :math:`\\frac{\\alpha}{2
 NormalSender, DiscretisedReceiver           a 1-D integral: exact expectations of the bends of the
                                             integrand plus composite Gauss-Legendre quadrature of
                                             its smooth rest (``QUADRATURE_NODES`` nodes)
-DiscreteSender, DiscreteReceiver, K = 2     the same 1-D computation (one bend, no smooth rest)
+DiscreteSender, DiscreteReceiver, K = 2     the same 1-D computation (one bend, no smooth rest):
+                                            closed form plus an accelerated alternating series
 DiscreteSender, DiscreteReceiver, K > 2     unbiased Monte Carlo estimate with
                                             ``receiver.kl_samples`` draws from the sender
 ==========================================  ======================================================
@@ -23,8 +24,9 @@ two components take over from each other (a kink of slope jump :math:`|b_{m'} - 
 Gauss-Hermite quadrature (64 nodes) missed such bends in the bulk of the Gaussian by up to 1e-4
 relative (a confident, wrong output at a moderate accuracy). Each bend of the upper envelope is
 therefore peeled off as a term :math:`\\ln(1 + e^u)`, :math:`u` Gaussian, whose expectation is the
-maximum in closed form plus a bounded remainder on Gauss-Legendre panels split at its kink
-(:func:`expected_logaddexp_normal`, ~1e-12), and only the smooth rest is integrated numerically.
+maximum in closed form plus the remainder as an accelerated alternating series of closed-form
+terms (:func:`expected_logaddexp_normal`, exact to the working precision), and only the smooth
+rest is integrated numerically.
 Measured against ``scipy.integrate.quad``: ``benchmarks/results/kl_accuracy.md``.
 
 The continuous-time loss uses :math:`\\lim_{\\alpha \\to 0} D_{KL}/\\alpha`
@@ -75,12 +77,6 @@ def _smooth_rule(num_nodes: int):
     return z, w
 
 
-#: Gauss-Legendre panels per side of the kink, and nodes per panel, of :func:`expected_logaddexp_normal`.
-_REMAINDER_PANELS, _REMAINDER_NODES = 16, 8
-#: The remainder ``log1p(exp(-|u|))`` is below ``exp(-40)`` beyond ``|u| = 40``.
-_REMAINDER_CUTOFF = 40.0
-
-
 @functools.lru_cache(maxsize=8)
 def _gauss_legendre(num_nodes: int):
     """Nodes in [0, 1] and weights (summing to 1) of the ``num_nodes``-point Gauss-Legendre rule."""
@@ -88,39 +84,79 @@ def _gauss_legendre(num_nodes: int):
     return (nodes + 1) / 2, weights / 2
 
 
-def expected_logaddexp_normal(loc, scale):
-    """:math:`E[\\ln(1 + e^u)]` for :math:`u \\sim N(\\mu, \\sigma^2)`, accurate for any :math:`\\sigma > 0`.
+#: :math:`3 + \\sqrt 8`, the rate of the alternating-series acceleration of
+#: :func:`expected_logaddexp_normal`: ``n`` terms leave a relative error below ``2 / 5.83^n``.
+_ACCELERATION_RATE = 3.0 + math.sqrt(8.0)
 
-    :math:`\\ln(1 + e^u) = \\max(u, 0) + \\ln(1 + e^{-|u|})`: the maximum has the closed-form
-    expectation :math:`\\mu\\Phi(\\mu/\\sigma) + \\sigma\\varphi(\\mu/\\sigma)`; the remainder is
-    bounded by :math:`\\ln 2`, smooth on each side of its kink at 0, and is integrated against the
-    Normal density on ``16`` Gauss-Legendre panels of ``8`` nodes per side of the kink, over
-    :math:`[\\mu - 10\\sigma, \\mu + 10\\sigma] \\cap [-40, 40]`. Vectorised; differentiable.
+
+@functools.lru_cache(maxsize=8)
+def _alternating_series_weights(dtype: torch.dtype):
+    """Weights :math:`w_0, \\dots, w_{n-1}` with :math:`\\sum_{j \\ge 0} (-1)^j c_j \\approx
+    \\sum_{j < n} w_j c_j` for every Hausdorff moment sequence :math:`c_j = \\int_0^1 s^j\\,d\\nu(s)`
+    (:math:`\\nu \\ge 0`), with error at most :math:`2 c_0 / (3 + \\sqrt 8)^n` (Cohen, Rodriguez
+    Villegas and Zagier 2000, "Convergence acceleration of alternating series", Algorithm 1).
+    ``n`` is the smallest count whose bound, for :math:`c_0 \\le \\ln 2`, is below half the
+    machine epsilon of ``dtype`` (10 terms in float32, 22 in float64)."""
+    epsilon = torch.finfo(dtype).eps
+    num_terms = 1
+    while 2 * math.log(2.0) / _ACCELERATION_RATE**num_terms > epsilon / 2:
+        num_terms += 1
+    d = _ACCELERATION_RATE**num_terms
+    d = (d + 1 / d) / 2
+    b, c, weights = -1.0, -d, []
+    for j in range(num_terms):
+        c = b - c
+        weights.append(c / d)
+        b = (j + num_terms) * (j - num_terms) * b / ((j + 0.5) * (j + 1))
+    return np.array(weights)
+
+
+def expected_logaddexp_normal(loc, scale):
+    """:math:`E[\\ln(1 + e^u)]` for :math:`u \\sim N(\\mu, \\sigma^2)`, exact to the working
+    precision for any :math:`\\sigma > 0` (float64: ~1e-13 against ``scipy.integrate.quad``).
+
+    :math:`\\ln(1 + e^u) = \\max(u, 0) + \\ln(1 + e^{-|u|})`. The maximum has the closed-form
+    expectation :math:`\\mu\\Phi(\\mu/\\sigma) + \\sigma\\varphi(\\mu/\\sigma)`. The remainder,
+    which carries the kink at :math:`u = 0`, is the alternating series
+    :math:`\\ln(1 + e^{-|u|}) = \\sum_{k \\ge 1} (-1)^{k+1} e^{-k|u|}/k`, whose terms have
+    closed-form expectations (Normal moment-generating function restricted to a half-line),
+
+    .. math:: E[e^{-k|u|}] = T_k(\\mu) + T_k(-\\mu), \\qquad
+              T_k(m) = E[e^{-ku}; u > 0] = e^{-km + k^2\\sigma^2/2}\\,\\Phi(m/\\sigma - k\\sigma)
+              = \\tfrac12 e^{-m^2/2\\sigma^2} \\operatorname{erfcx}\\big((k\\sigma - m/\\sigma)/\\sqrt2\\big),
+
+    evaluated without overflow or cancellation through :math:`\\operatorname{erfcx}` and
+    :math:`\\operatorname{erfcx}(-v) = 2e^{v^2} - \\operatorname{erfcx}(v)`. The coefficients
+    :math:`c_j = E[e^{-(j+1)|u|}]/(j+1) = E\\int_0^{e^{-|u|}} s^j ds` form a Hausdorff moment
+    sequence, so the accelerated sum of :func:`_alternating_series_weights` converges
+    geometrically (rate :math:`5.83^{-n}`) with a proven bound: 10 terms reach float32's
+    precision, 22 terms float64's, whatever :math:`\\mu` and :math:`\\sigma`. No quadrature
+    nodes; differentiable (the gradients are those of the same closed forms).
 
     :param torch.Tensor loc: :math:`\\mu`, any shape.
     :param torch.Tensor scale: :math:`\\sigma > 0`, broadcastable with ``loc``.
     :returns: the broadcast shape.
     """
     loc, scale = torch.broadcast_tensors(loc, scale)
-    z = loc / scale
-    maximum = loc * torch.special.ndtr(z) + scale * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    lower = torch.clamp(loc - 10 * scale, min=-_REMAINDER_CUTOFF, max=_REMAINDER_CUTOFF)
-    upper = torch.clamp(loc + 10 * scale, min=-_REMAINDER_CUTOFF, max=_REMAINDER_CUTOFF)
-    kink = torch.minimum(torch.maximum(torch.zeros_like(loc), lower), upper)
-    nodes, weights = _gauss_legendre(_REMAINDER_NODES)
-    nodes = torch.as_tensor(nodes, dtype=loc.dtype, device=loc.device)
-    weights = torch.as_tensor(weights, dtype=loc.dtype, device=loc.device)
-    # panel-local positions in [0, 1] of every node of every panel: (panels * nodes,)
-    panel = torch.arange(_REMAINDER_PANELS, dtype=loc.dtype, device=loc.device)[:, None]
-    position = ((panel + nodes) / _REMAINDER_PANELS).reshape(-1)
-    weight = (weights / _REMAINDER_PANELS).expand(_REMAINDER_PANELS, -1).reshape(-1)
-    remainder = torch.zeros_like(loc)
-    for start, stop in ((lower, kink), (kink, upper)):
-        width = (stop - start)[..., None]
-        u = start[..., None] + width * position
-        density = torch.exp(-0.5 * ((u - loc[..., None]) / scale[..., None]) ** 2) / (math.sqrt(2 * math.pi) * scale[..., None])
-        remainder = remainder + (width * weight * density * torch.log1p(torch.exp(-u.abs()))).sum(-1)
-    return maximum + remainder
+    standardised = loc / scale
+    gauss = torch.exp(-0.5 * standardised * standardised)
+    maximum = loc * torch.special.ndtr(standardised) + scale * gauss / math.sqrt(2 * math.pi)
+    weights = torch.as_tensor(_alternating_series_weights(loc.dtype), dtype=loc.dtype, device=loc.device)
+    k = torch.arange(1, weights.shape[0] + 1, dtype=loc.dtype, device=loc.device)
+    weights = weights / k
+    # with a = |mu|/sigma, v = k sigma: T_k(-|mu|) = gauss/2 erfcx((v + a)/sqrt2), and
+    # T_k(|mu|) = gauss/2 erfcx((v - a)/sqrt2) for v >= a, else
+    # e^{-k|mu| + v^2/2} - gauss/2 erfcx((a - v)/sqrt2) (the exponent is negative there)
+    a = standardised.abs()[..., None]
+    v = k * scale[..., None]
+    excess = a - v
+    above = excess > 0
+    root_half = math.sqrt(0.5)
+    erfcx_terms = torch.special.erfcx((v + a) * root_half) + torch.where(above, -1.0, 1.0) * torch.special.erfcx(
+        torch.where(above, excess, -excess) * root_half
+    )
+    direct = torch.where(above, torch.exp((0.5 * v * v - k * loc.abs()[..., None]).clamp(max=0.0)), 0.0)
+    return maximum + 0.5 * gauss * (erfcx_terms * weights).sum(-1) + (direct * weights).sum(-1)
 
 
 def _envelope_successors(a, b):
