@@ -281,6 +281,7 @@ def run_model(name: str, cfg: dict, s: dict, device_name: str) -> dict:
     import torch
 
     from pyro_bfn.bfn import BFN
+    from pyro_bfn.training import make_optimizer
     from pyro_bfn.zoo import build_bfn, get_dataset
 
     device = torch.device(device_name)
@@ -295,7 +296,7 @@ def run_model(name: str, cfg: dict, s: dict, device_name: str) -> dict:
     generator = torch.Generator().manual_seed(s["seed"])
     x = _random_data(data_type, (batch,) + spec.data_shape, generator).to(device)
     params = sum(p.numel() for p in bfn.parameters())
-    optimiser = torch.optim.AdamW(bfn.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=0.01)
+    optimiser = make_optimizer(bfn.parameters(), 1e-4, (0.9, 0.98), 0.01)  # as training: fused AdamW
     discrete = hasattr(data_type, "num_classes")
     out = dict(name=name, config=cfg, params=params, data_type=repr(data_type), memory_method=memory.method,
                memory_baseline_mb=memory.baseline)
@@ -593,6 +594,7 @@ def profile_config(name: str, cfg: dict, repeats: int, seed: int) -> str:
 
     from pyro_bfn.bfn import BFN
     from pyro_bfn.distributions import continuous_time_kl_rate
+    from pyro_bfn.training import make_optimizer
     from pyro_bfn.zoo import build_bfn, get_dataset
 
     torch.set_num_threads(1)
@@ -602,7 +604,7 @@ def profile_config(name: str, cfg: dict, repeats: int, seed: int) -> str:
     bfn = build_bfn(cfg["dataset"], cfg["backbone"], backbone_options=cfg.get("backbone_options")).train()
     data_type, batch = bfn.data_type, cfg["batch"]
     x = _random_data(data_type, (batch,) + spec.data_shape, torch.Generator().manual_seed(seed))
-    optimiser = torch.optim.AdamW(bfn.parameters(), lr=1e-4)
+    optimiser = make_optimizer(bfn.parameters(), 1e-4)
     discrete = hasattr(data_type, "num_classes")
 
     def per_example_sum(value):

@@ -169,10 +169,11 @@ class BFN(nn.Module):
         :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` to use
             (batch shape ``(B, *data_shape)``); drawn here when ``None``.
         """
+        self._check_batch(x)
         if t is None:
             t = torch.rand(x.shape[0], device=x.device, dtype=self.dtype)
         if input_distribution is None:
-            input_distribution = self.data_type.sample_input(x, t)
+            input_distribution = self.data_type.sample_input(x, t, validate_args=False)
         output = self.output_distribution(input_distribution, t, context)
         rate = continuous_time_kl_rate(output, x)
         return _sum_data_dims(self.data_type.rate(t, x) * rate)
@@ -186,14 +187,15 @@ class BFN(nn.Module):
         :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t_{i-1})`
             to use; drawn here when ``None``.
         """
+        self._check_batch(x)
         if i is None:
             i = torch.randint(1, n_steps + 1, (x.shape[0],), device=x.device)
         t = (i - 1).to(self.dtype) / n_steps
         if input_distribution is None:
-            input_distribution = self.data_type.sample_input(x, t)
+            input_distribution = self.data_type.sample_input(x, t, validate_args=False)
         output = self.output_distribution(input_distribution, t, context)
         accuracy = self.data_type.step_accuracy(i, n_steps, x, self.dtype)
-        sender = self.data_type.sender(x, accuracy)
+        sender = self.data_type.sender(x, accuracy, validate_args=False)
         receiver = self.data_type.receiver(output, accuracy)
         return n_steps * _sum_data_dims(kl_divergence(sender, receiver))
 
@@ -203,9 +205,10 @@ class BFN(nn.Module):
         :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, 1)` to
             use; drawn here when ``None``.
         """
+        self._check_batch(x)
         t = torch.ones(x.shape[0], device=x.device, dtype=self.dtype)
         if input_distribution is None:
-            input_distribution = self.data_type.sample_input(x, t)
+            input_distribution = self.data_type.sample_input(x, t, validate_args=False)
         output = self.output_distribution(input_distribution, t, context)
         return -_sum_data_dims(self.data_type.reconstruction_distribution(output).log_prob(x))
 
@@ -219,7 +222,8 @@ class BFN(nn.Module):
             training mode each example's context is dropped to the null token with probability
             ``context_dropout``.
         """
-        self._check_batch(x)
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a tensor, got {type(x).__name__}")
         context = self._training_context(self._check_context(context, x.shape[0]))
         if n_steps is None:
             flow = self.continuous_time_loss(x, context=context)
@@ -262,7 +266,7 @@ class BFN(nn.Module):
             k = self.output_distribution(input_distribution, t, context).sample()
             i = torch.full((num_samples,), step, device=device)
             accuracy = self.data_type.step_accuracy(i, n_steps, k, dtype)
-            y = self.data_type.sender(k, accuracy).sample()
+            y = self.data_type.sender(k, accuracy, validate_args=False).sample()
             input_distribution = input_distribution.update(y, accuracy)
             if progress is not None:
                 progress(step, n_steps)

@@ -74,11 +74,15 @@ class DataType:
         """The prior input distribution, batch shape ``shape = (B, *data_shape)``."""
         raise NotImplementedError
 
-    def flow(self, x, t):
-        """The Bayesian flow distribution :math:`p_F(\\theta \\mid x;\\, t)`."""
+    def flow(self, x, t, validate_args=None):
+        """The Bayesian flow distribution :math:`p_F(\\theta \\mid x;\\, t)`.
+
+        ``validate_args`` here and below is passed to the distributions built (``None``: Pyro's
+        global setting); :class:`~pyro_bfn.bfn.BFN` passes ``False`` for the distributions it
+        builds from data it has already checked."""
         raise NotImplementedError
 
-    def sample_input(self, x, t):
+    def sample_input(self, x, t, validate_args=None):
         """Draw :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` and return it as an input distribution."""
         raise NotImplementedError
 
@@ -90,7 +94,7 @@ class DataType:
         """The output distribution from the network output ``(B, *data_shape, num_output_features)``."""
         raise NotImplementedError
 
-    def sender(self, x, accuracy):
+    def sender(self, x, accuracy, validate_args=None):
         """The sender distribution :math:`p_S(\\cdot \\mid x;\\, \\alpha)`."""
         raise NotImplementedError
 
@@ -129,18 +133,18 @@ class _NormalInputData(DataType):
     def prior(self, shape, dtype=torch.float32, device=None):
         return NormalInput.prior(shape, dtype=dtype, device=device)
 
-    def flow(self, x, t):
-        return NormalFlow(x, _per_example(self.schedule.beta(t).to(x.dtype), x))
+    def flow(self, x, t, validate_args=None):
+        return NormalFlow(x, _per_example(self.schedule.beta(t).to(x.dtype), x), validate_args=validate_args)
 
-    def sample_input(self, x, t):
-        flow = self.flow(x, t)
+    def sample_input(self, x, t, validate_args=None):
+        flow = self.flow(x, t, validate_args)
         return flow.input_distribution(flow.rsample())
 
     def network_features(self, input_distribution):
         return input_distribution.loc[..., None]
 
-    def sender(self, x, accuracy):
-        return NormalSender(x, accuracy)
+    def sender(self, x, accuracy, validate_args=None):
+        return NormalSender(x, accuracy, validate_args=validate_args)
 
     def _noise_to_data(self, loc, t, noise):
         """The data prediction from a noise prediction (paper Sec. 3.6):
@@ -284,18 +288,19 @@ class DiscreteData(DataType):
     def check_data(self, x):
         if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise ValueError(f"discrete data must be integer class indices, got dtype {x.dtype}")
-        if (x < 0).any() or (x >= self.num_classes).any():
+        if not bool(((x >= 0) & (x < self.num_classes)).all()):
             raise ValueError(f"discrete data must hold class indices in 0..{self.num_classes - 1}")
 
     def prior(self, shape, dtype=torch.float32, device=None):
         return CategoricalInput.prior(shape, self.num_classes, dtype=dtype, device=device)
 
-    def flow(self, x, t):
+    def flow(self, x, t, validate_args=None):
         beta = _per_example(self.schedule.beta(t), x)
-        return DiscreteFlow(x, beta, self.num_classes)
+        return DiscreteFlow(x, beta, self.num_classes, validate_args=validate_args)
 
-    def sample_input(self, x, t):
-        return CategoricalInput(logits=self.flow(x, t).rsample_logits())
+    def sample_input(self, x, t, validate_args=None):
+        # the flow's Gaussian draw z: CategoricalInput normalises it to ln theta = log_softmax(z)
+        return CategoricalInput(logits=self.flow(x, t, validate_args).rsample_normal(), validate_args=validate_args)
 
     def network_features(self, input_distribution):
         probs = input_distribution.probs
@@ -309,8 +314,8 @@ class DiscreteData(DataType):
             logits = torch.cat([torch.zeros_like(logits), logits], dim=-1)
         return CategoricalOutput(logits=logits)
 
-    def sender(self, x, accuracy):
-        return DiscreteSender(x, accuracy, self.num_classes)
+    def sender(self, x, accuracy, validate_args=None):
+        return DiscreteSender(x, accuracy, self.num_classes, validate_args=validate_args)
 
     def receiver(self, output, accuracy):
         return output.receiver(accuracy, kl_samples=self.kl_samples)

@@ -121,12 +121,14 @@ def evaluate_bound(
                 for start_index in range(0, num_examples, batch_size):
                     x = spec.prepare(raw[start_index : start_index + batch_size], generator).to(device)
                     terms = bfn.loss(x, n_steps=n_steps, reconstruction=True)
-                    values = terms.total.double().cpu()
+                    # summed in float64, so that the bound is exactly its two terms' sum
+                    flow, reconstruction = terms.flow.double().cpu(), terms.reconstruction.double().cpu()
+                    values = flow + reconstruction
                     if not torch.isfinite(values).all():
                         raise FloatingPointError("the likelihood bound is not finite for some examples")
                     total += values.sum().item()
-                    flow_sum += terms.flow.double().sum().item()
-                    reconstruction_sum += terms.reconstruction.double().sum().item()
+                    flow_sum += flow.sum().item()
+                    reconstruction_sum += reconstruction.sum().item()
                     if repeats == 1:
                         all_values.append(values)
                     bar.update(1)

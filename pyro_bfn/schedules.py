@@ -39,9 +39,9 @@ def _as_time(t, like: torch.Tensor | None = None) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=dtype)
     if not t.is_floating_point():
         raise ValueError(f"t must be a floating-point tensor, got dtype {t.dtype}")
-    if torch.isnan(t).any():
-        raise ValueError("t contains NaN")
-    if (t < 0).any() or (t > 1).any():
+    if not bool(((t >= 0) & (t <= 1)).all()):  # one pass and one device sync; NaN fails both
+        if torch.isnan(t).any():
+            raise ValueError("t contains NaN")
         raise ValueError(f"t must lie in [0, 1], got values in [{t.min().item()}, {t.max().item()}]")
     return t
 
@@ -57,7 +57,7 @@ def _check_step_index(i: torch.Tensor, n_steps: int) -> torch.Tensor:
         i = torch.as_tensor(i)
     if i.is_floating_point() or i.is_complex():
         raise ValueError(f"step index i must be an integer tensor, got dtype {i.dtype}")
-    if (i < 1).any() or (i > n_steps).any():
+    if not bool(((i >= 1) & (i <= n_steps)).all()):
         raise ValueError(f"step index i must lie in 1..{n_steps}")
     return i
 

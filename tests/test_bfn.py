@@ -43,7 +43,7 @@ class Constant(nn.Module):
 
 
 def _fixed_input(bfn, monkeypatch, input_distribution):
-    monkeypatch.setattr(bfn.data_type, "sample_input", lambda x, t: input_distribution)
+    monkeypatch.setattr(bfn.data_type, "sample_input", lambda x, t, validate_args=None: input_distribution)
 
 
 def _network_output(bfn, features, t):
@@ -405,3 +405,12 @@ def test_samples_leave_inference_mode_and_feed_a_training_loss():
     assert not samples.is_inference() and samples.shape == (3, *SHAPE)
     bfn.loss(samples).total.mean().backward()
     assert bfn.network.weight.grad is not None and torch.isfinite(bfn.network.weight.grad).all()
+
+
+def test_every_public_loss_checks_its_batch():
+    """BFN builds its internal distributions unvalidated, so each public loss checks x itself."""
+    bfn = BFN(DiscreteData(2, 3.0), Constant([0.0]), SHAPE)
+    bad = torch.full((2, *SHAPE), 2, dtype=torch.long)
+    for loss in (bfn.continuous_time_loss, bfn.reconstruction_loss, lambda x: bfn.discrete_time_loss(x, 4)):
+        with pytest.raises(ValueError, match="class indices in 0..1"):
+            loss(bad)

@@ -388,3 +388,50 @@ def _a():
 def test_bad_input_raises_value_error_naming_the_argument(build, name):
     with pytest.raises(ValueError, match=name):
         build()
+
+
+@given(k=num_classes, shape=batch_shapes, seed=seeds, spread=st.floats(0.0, 80.0))
+@example(k=2, shape=(2,), seed=0, spread=70.0)  # found by the explore profile: the sum is 1 - 3.7e-15
+def test_categorical_probs_are_the_softmax_of_the_logits(k, shape, seed, spread):
+    """CategoricalInput and CategoricalOutput take probs = exp(normalised logits) (no second
+    softmax): equal to scipy's softmax of the raw logits within float64 rounding, logits spread
+    over up to 80 nats (probabilities down to e^-80). Normalising subtracts numbers of size
+    ``spread``, so each log-probability carries an absolute rounding error of ``spread * eps``
+    and each probability that relative error (the tolerances below)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.uniform(-spread, spread, size=tuple(shape) + (k,))
+    expected = special.softmax(logits, axis=-1)
+    for cls in (CategoricalInput, CategoricalOutput):
+        probs = cls(logits=torch.as_tensor(logits)).probs.numpy()
+        np.testing.assert_allclose(probs, expected, rtol=1e-12 * (1 + spread), atol=1e-300)
+        np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=0, atol=4 * k * (1 + spread) * np.finfo(np.float64).eps)
+
+
+@given(k=num_classes, shape=batch_shapes, seed=seeds, beta=accuracies)
+def test_flow_normal_draw_normalises_to_the_logit_draw(k, shape, seed, beta):
+    """rsample_normal is the Gaussian z before the softmax; rsample_logits is log_softmax(z) of
+    the same draw (what BFN training feeds to CategoricalInput, which normalises it once)."""
+    x = _classes(np.random.default_rng(seed), shape, k)
+    flow = DiscreteFlow(x, torch.tensor(beta, dtype=torch.float64), k)
+    torch.manual_seed(seed)
+    z = flow.rsample_normal()
+    torch.manual_seed(seed)
+    log_theta = flow.rsample_logits()
+    np.testing.assert_allclose(special.log_softmax(z.numpy(), axis=-1), log_theta.numpy(), rtol=1e-12, atol=1e-12 * (1 + beta * k))
+    np.testing.assert_allclose(CategoricalInput(logits=z).logits.numpy(), log_theta.numpy(), rtol=1e-12, atol=1e-12 * (1 + beta * k))
+
+
+def test_class_index_checks_follow_validation():
+    """The class-index checks are part of argument validation: off with validate_args=False
+    (how BFN builds distributions from data it has already checked), on otherwise."""
+    bad = torch.tensor([2])
+    for build in (
+        lambda v: DiscreteSender(bad, _a(), 2, validate_args=v),
+        lambda v: DiscreteFlow(bad, _a(), 2, validate_args=v),
+        lambda v: DiscreteUpdate(torch.zeros(2), bad, _a(), validate_args=v),
+    ):
+        with pytest.raises(ValueError, match="x"):
+            build(None)
+        with pytest.raises(ValueError, match="x"):
+            build(True)
+        build(False)

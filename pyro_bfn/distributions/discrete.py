@@ -27,7 +27,15 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
-from .util import BFNDistribution, check_class_index, finite_nonnegative, finite_positive, to_float_tensor
+from .util import (
+    BFNDistribution,
+    check_class_index,
+    finite_nonnegative,
+    finite_positive,
+    one_hot,
+    to_float_tensor,
+    validation_enabled_for,
+)
 
 __all__ = [
     "CategoricalInput",
@@ -54,8 +62,7 @@ def sender_mean(x, accuracy, num_classes: int):
     :param torch.Tensor accuracy: :math:`\\alpha \\ge 0`, broadcastable with ``x``.
     :returns: shape ``broadcast(x, accuracy).shape + (num_classes,)``.
     """
-    one_hot = torch.nn.functional.one_hot(x, num_classes).to(accuracy.dtype)
-    return accuracy[..., None] * (num_classes * one_hot - 1)
+    return accuracy[..., None] * (num_classes * one_hot(x, num_classes, accuracy.dtype) - 1)
 
 
 def _broadcast_batch(x, accuracy, names=("x", "accuracy")):
@@ -83,6 +90,12 @@ class CategoricalInput(dist.Categorical):
     :param torch.Tensor probs: :math:`\\theta`, shape ``batch_shape + (K,)``; or
     :param torch.Tensor logits: unnormalised log-probabilities of the same shape.
     """
+
+    @lazy_property
+    def probs(self) -> torch.Tensor:
+        """:math:`\\theta = e^{\\text{logits}}` (the logits are normalised on construction, so no
+        second softmax is needed)."""
+        return self.logits.exp()
 
     @classmethod
     def prior(cls, shape, num_classes: int, dtype=None, device=None):
@@ -129,6 +142,11 @@ class CategoricalOutput(dist.Categorical):
     :param torch.Tensor logits: the network's outputs, same shape.
     """
 
+    @lazy_property
+    def probs(self) -> torch.Tensor:
+        """:math:`p_O = e^{\\text{logits}}` (the logits are normalised on construction)."""
+        return self.logits.exp()
+
     def receiver(self, accuracy, kl_samples: int | None = None):
         """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid k;\\, \\alpha)]`."""
         kwargs = {} if kl_samples is None else {"kl_samples": kl_samples}
@@ -155,7 +173,8 @@ class DiscreteSender(BFNDistribution):
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
         accuracy = to_float_tensor(accuracy, "accuracy")
-        check_class_index(x, self.num_classes)
+        if validation_enabled_for(validate_args):
+            check_class_index(x, self.num_classes)
         batch_shape = _broadcast_batch(x, accuracy)
         self.x = x.expand(batch_shape)
         self.accuracy = accuracy.expand(batch_shape)
@@ -313,12 +332,18 @@ class SoftmaxNormal(BFNDistribution):
         self.scale = scale.expand(batch_shape)
         super().__init__(batch_shape, loc.shape[-1:], validate_args=validate_args)
 
+    def rsample_normal(self, sample_shape=torch.Size()):
+        """Reparameterised draw of the Gaussian :math:`z \\sim N(m, s^2 I_K)` itself, i.e. of
+        :math:`\\ln\\theta` up to an additive constant per variable (what a
+        :class:`CategoricalInput` normalises once, from its logits)."""
+        shape = self._extended_shape(sample_shape)
+        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + noise * self.scale[..., None]
+
     def rsample_logits(self, sample_shape=torch.Size()):
         """Reparameterised draw of :math:`\\ln\\theta = \\mathrm{log\\_softmax}(z)`; use it instead of
         ``log(rsample())`` when probabilities can underflow (large accuracies)."""
-        shape = self._extended_shape(sample_shape)
-        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
-        return torch.log_softmax(self.loc + noise * self.scale[..., None], dim=-1)
+        return torch.log_softmax(self.rsample_normal(sample_shape), dim=-1)
 
     def rsample(self, sample_shape=torch.Size()):
         return self.rsample_logits(sample_shape).exp()
@@ -360,7 +385,8 @@ class DiscreteUpdate(SoftmaxNormal):
         accuracy = to_float_tensor(accuracy, "accuracy", input_logits)
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
-        check_class_index(x, num_classes)
+        if validation_enabled_for(validate_args):
+            check_class_index(x, num_classes)
         self.x = x
         self.accuracy = accuracy
         self.input_logits = input_logits
@@ -399,7 +425,8 @@ class DiscreteFlow(SoftmaxNormal):
         beta = to_float_tensor(beta, "beta")
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
-        check_class_index(x, num_classes)
+        if validation_enabled_for(validate_args):
+            check_class_index(x, num_classes)
         batch_shape = _broadcast_batch(x, beta, ("x", "beta"))
         self.x, self.beta, self.num_classes = x.expand(batch_shape), beta.expand(batch_shape), num_classes
         self._init_softmax_normal(sender_mean(self.x, self.beta, num_classes), (num_classes * self.beta).sqrt(), validate_args)

@@ -46,7 +46,7 @@ from torch.distributions.kl import register_kl
 from .continuous import NormalReceiver, NormalSender, PointMassOutput
 from .discrete import CategoricalOutput, DiscreteReceiver, DiscreteSender
 from .discretised import DiscretisedOutput, DiscretisedReceiver
-from .util import check_class_index
+from .util import check_class_index, one_hot
 
 __all__ = [
     "QUADRATURE_NODES",
@@ -369,10 +369,11 @@ def continuous_time_kl_rate(output, x):
     if isinstance(output, DiscretisedOutput):
         return 0.5 * (x - output.mean).pow(2)
     if isinstance(output, CategoricalOutput):
-        num_classes = output.probs.shape[-1]
-        check_class_index(x, num_classes, "x")
-        one_hot = torch.nn.functional.one_hot(x, num_classes).to(output.probs.dtype)
-        return 0.5 * num_classes * (one_hot - output.probs).pow(2).sum(-1)
+        probs = output.probs
+        num_classes = probs.shape[-1]
+        if output._validate_args:
+            check_class_index(x, num_classes, "x")
+        return 0.5 * num_classes * (one_hot(x, num_classes, probs.dtype) - probs).pow(2).sum(-1)
     raise TypeError(f"no continuous-time KL rate for {type(output).__name__}")
 
 

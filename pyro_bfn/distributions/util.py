@@ -14,7 +14,9 @@ __all__ = [
     "check_class_index",
     "finite_nonnegative",
     "finite_positive",
+    "one_hot",
     "to_float_tensor",
+    "validation_enabled_for",
 ]
 
 
@@ -36,8 +38,22 @@ def check_class_index(x: torch.Tensor, num_classes: int, name: str = "x") -> Non
     """Raise ``ValueError`` unless ``x`` holds integer class indices in ``0..num_classes-1``."""
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer class indices (an integer tensor), got dtype {x.dtype}")
-    if (x < 0).any() or (x >= num_classes).any():
+    if not bool(((x >= 0) & (x < num_classes)).all()):
         raise ValueError(f"{name} must hold class indices in 0..{num_classes - 1}")
+
+
+def one_hot(x: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """:math:`e_x`, shape ``x.shape + (num_classes,)``, in ``dtype`` (for class indices already
+    checked: unlike :func:`torch.nn.functional.one_hot` it does not scan ``x`` for its range)."""
+    return (x[..., None] == torch.arange(num_classes, device=x.device)).to(dtype)
+
+
+def validation_enabled_for(validate_args) -> bool:
+    """Whether a distribution built with ``validate_args`` validates: the argument itself, or
+    the global default (``pyro.enable_validation``) when it is ``None``."""
+    if validate_args is None:
+        return bool(torch.distributions.Distribution._validate_args)
+    return bool(validate_args)
 
 
 class ParameterExpandMixin:
