@@ -1,4 +1,4 @@
-"""Where a benchmark result came from: the CPU model and the git revision, recorded beside
+"""Where a benchmark result came from: the CPU model, its vector features and the git revision, recorded beside
 every table in ``benchmarks/results/`` (shared by the benchmark scripts)."""
 
 from __future__ import annotations
@@ -20,6 +20,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+#: The CPU features that decide which kernels torch can use for the backbone: bf16 autocast is
+#: fast only with AVX512-BF16 or AMX (on an AVX2-only CPU it falls back to slow reference
+#: convolutions), so a speed table means little without them.
+_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_features() -> str:
+    """The flags of :data:`_FEATURES` that ``/proc/cpuinfo`` lists, e.g. ``"avx2 avx512f"``, or
+    ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return " ".join(f for f in _FEATURES if f in flags) or "none of " + ", ".join(_FEATURES)
+    except OSError:
+        pass
+    return "unknown"
 
 
 def git_revision() -> str:

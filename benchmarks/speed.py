@@ -814,7 +814,7 @@ def render(results: list, meta: dict) -> str:
         "",
         f"Command: `{meta['command']}`  ",
         f"Date: {meta['date']}; seed {meta['seed']}; torch {meta.get('torch')}, pyro {meta.get('pyro')}; "
-        f"device {meta['device']}; CPU {meta['cpu']} ({meta['cores']} cores); {meta.get('threads')} torch threads; "
+        f"device {meta['device']}; CPU {meta['cpu']} ({meta['cores']} cores; {meta.get('cpu_features', 'features not recorded')}); {meta.get('threads')} torch threads; "
         f"git {meta['git']}; environment {', '.join(f'{k}={v}' for k, v in (meta.get('env') or {}).items() if v) or 'no OMP/MKL variables set'}  ",
         f"Load average (1, 5, 15 min) at start: {meta['load_start']}; at end: {meta['load_end']}. "
         "The `load` column is the 1-minute load before→after each configuration.",
@@ -922,7 +922,8 @@ def notes(models, kls, meta) -> list:
 
 # --------------------------------------------------------------------------- driver
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
+from provenance import cpu_features as _cpu_features  # noqa: E402  (benchmarks/provenance.py)
+from provenance import cpu_model as _cpu_model  # noqa: E402
 from provenance import git_revision as _git  # noqa: E402
 
 
@@ -994,7 +995,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown configs {unknown}; known: {', '.join(CONFIGS)}")
     command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/speed.py"] + (sys.argv[1:] if argv is None else argv))
     meta = dict(command=command, date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), seed=args.seed,
-                device=args.device, cpu=_cpu_model(), cores=os.cpu_count(), git=_git(),
+                device=args.device, cpu=_cpu_model(), cpu_features=_cpu_features(), cores=os.cpu_count(), git=_git(),
                 load_start=", ".join(f"{v:.2f}" for v in os.getloadavg()), note=args.note, quick=args.quick)
     worker_env = dict(os.environ)
     if args.omp_wait_policy != "inherit":

@@ -41,6 +41,7 @@ from torch.distributions import kl_divergence
 
 from .data_types import DataType
 from .distributions import continuous_time_kl_rate
+from .distributions.util import validation_enabled_for
 from .models.layers import NULL_LABEL
 
 __all__ = ["BFN", "LossTerms", "drop_context"]
@@ -132,9 +133,13 @@ class BFN(nn.Module):
             raise ValueError(
                 f"the network returned shape {tuple(network_output.shape)}, expected {tuple(expected)}"
             )
+        # the one input from outside: checked here (while validation is on, as Pyro's
+        # distributions check theirs), so that the output distribution need not re-check it
+        if validation_enabled_for(None) and not bool(torch.isfinite(network_output).all()):
+            raise ValueError("the network returned NaN or infinite values")
         if network_output.dtype in (torch.float16, torch.bfloat16):
             network_output = network_output.float()  # loss arithmetic never in half precision
-        return self.data_type.output(network_output, input_distribution, t)
+        return self.data_type.output(network_output, input_distribution, t, validate_args=False)
 
     def _check_batch(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):

@@ -90,7 +90,7 @@ class DataType:
         """Network input, shape ``(B, *data_shape, num_input_features)``."""
         raise NotImplementedError
 
-    def output(self, network_output, input_distribution, t):
+    def output(self, network_output, input_distribution, t, validate_args=None):
         """The output distribution from the network output ``(B, *data_shape, num_output_features)``."""
         raise NotImplementedError
 
@@ -191,13 +191,13 @@ class ContinuousData(_NormalInputData):
         if self.num_bins is not None:
             _check_bin_centres(x, self.num_bins)
 
-    def output(self, network_output, input_distribution, t):
+    def output(self, network_output, input_distribution, t, validate_args=None):
         loc = input_distribution.loc
         x_hat, _, early = self._noise_to_data(loc, t, network_output[..., 0].to(loc.dtype))
         x_hat = torch.where(early, torch.zeros_like(x_hat), x_hat)
         if self.clip is not None:
             x_hat = x_hat.clamp(*self.clip)
-        return PointMassOutput(x_hat)
+        return PointMassOutput(x_hat, validate_args=validate_args)
 
     def reconstruction_distribution(self, output):
         """Continuous data have a point-mass output, which has no density; the reconstruction
@@ -250,14 +250,14 @@ class DiscretisedData(_NormalInputData):
             raise ValueError(f"discretised data must be bin centres as floats, got dtype {x.dtype}")
         _check_bin_centres(x, self.num_bins)
 
-    def output(self, network_output, input_distribution, t):
+    def output(self, network_output, input_distribution, t, validate_args=None):
         loc = input_distribution.loc
         network_output = network_output.to(loc.dtype)
         mean, noise_scale, early = self._noise_to_data(loc, t, network_output[..., 0])
         scale = noise_scale * network_output[..., 1].exp()
         mean = torch.where(early, torch.zeros_like(mean), mean)
         scale = torch.where(early, torch.ones_like(scale), scale)
-        return DiscretisedOutput(mean, scale, self.num_bins)
+        return DiscretisedOutput(mean, scale, self.num_bins, validate_args=validate_args)
 
 
 class DiscreteData(DataType):
@@ -299,8 +299,7 @@ class DiscreteData(DataType):
         return DiscreteFlow(x, beta, self.num_classes, validate_args=validate_args)
 
     def sample_input(self, x, t, validate_args=None):
-        # the flow's Gaussian draw z: CategoricalInput normalises it to ln theta = log_softmax(z)
-        return CategoricalInput(logits=self.flow(x, t, validate_args).rsample_normal(), validate_args=validate_args)
+        return CategoricalInput.from_log_probs(self.flow(x, t, validate_args).rsample_logits(), validate_args=validate_args)
 
     def network_features(self, input_distribution):
         probs = input_distribution.probs
@@ -308,11 +307,11 @@ class DiscreteData(DataType):
             probs = probs[..., 1:]
         return 2 * probs - 1
 
-    def output(self, network_output, input_distribution, t):
+    def output(self, network_output, input_distribution, t, validate_args=None):
         logits = network_output.to(input_distribution.logits.dtype)
         if self.num_classes == 2:
             logits = torch.cat([torch.zeros_like(logits), logits], dim=-1)
-        return CategoricalOutput(logits=logits)
+        return CategoricalOutput.from_log_probs(torch.log_softmax(logits, dim=-1), validate_args=validate_args)
 
     def sender(self, x, accuracy, validate_args=None):
         return DiscreteSender(x, accuracy, self.num_classes, validate_args=validate_args)

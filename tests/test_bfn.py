@@ -414,3 +414,13 @@ def test_every_public_loss_checks_its_batch():
     for loss in (bfn.continuous_time_loss, bfn.reconstruction_loss, lambda x: bfn.discrete_time_loss(x, 4)):
         with pytest.raises(ValueError, match="class indices in 0..1"):
             loss(bad)
+
+
+def test_a_network_returning_nan_is_named():
+    """BFN checks the network's output itself (its output distribution is built unvalidated)."""
+    bfn = BFN(DiscreteData(2, 3.0), Constant([float("nan")]), SHAPE)
+    x = torch.zeros(2, *SHAPE, dtype=torch.long)
+    with pytest.raises(ValueError, match="network returned NaN"):
+        bfn.loss(x)
+    with pytest.raises(ValueError, match="network returned NaN"):
+        bfn.sample(2, n_steps=2)

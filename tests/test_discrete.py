@@ -435,3 +435,27 @@ def test_class_index_checks_follow_validation():
         with pytest.raises(ValueError, match="x"):
             build(True)
         build(False)
+
+
+@given(k=num_classes, shape=batch_shapes, seed=seeds)
+def test_from_log_probs_equals_the_logits_constructor(k, shape, seed):
+    """CategoricalInput/CategoricalOutput.from_log_probs(log_softmax(z)) is the same distribution
+    as cls(logits=z): logits, probs, log_prob, draws under one seed, expand; NaN is rejected."""
+    rng = np.random.default_rng(seed)
+    z = torch.as_tensor(rng.normal(0, 3, size=tuple(shape) + (k,)))
+    value = _classes(rng, shape, k)
+    for cls in (CategoricalInput, CategoricalOutput):
+        a, b = cls(logits=z), cls.from_log_probs(torch.log_softmax(z, -1))
+        assert type(b) is cls and b.batch_shape == a.batch_shape and b.event_shape == a.event_shape
+        np.testing.assert_allclose(b.logits.numpy(), a.logits.numpy(), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(b.probs.numpy(), special.softmax(z.numpy(), -1), rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(b.log_prob(value).numpy(), a.log_prob(value).numpy(), rtol=0, atol=1e-12)
+        torch.manual_seed(seed)
+        draw_a = a.sample((3,))
+        torch.manual_seed(seed)
+        assert torch.equal(b.sample((3,)), draw_a)
+        assert b.expand((2,) + tuple(shape)).batch_shape == (2,) + tuple(shape)
+    with pytest.raises(ValueError, match="logits"):
+        CategoricalOutput.from_log_probs(torch.full((3,), float("nan")))
+    with pytest.raises(ValueError, match="log_probs"):
+        CategoricalOutput.from_log_probs(torch.zeros(1))

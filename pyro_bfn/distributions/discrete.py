@@ -75,7 +75,33 @@ def _broadcast_batch(x, accuracy, names=("x", "accuracy")):
         ) from error
 
 
-class CategoricalInput(dist.Categorical):
+class _NormalisedCategorical(dist.Categorical):
+    """A Pyro categorical whose ``probs`` are ``exp(logits)`` (its logits are normalised on
+    construction, so torch's second softmax is redundant), constructible from log-probabilities
+    that are already normalised."""
+
+    @classmethod
+    def from_log_probs(cls, log_probs: torch.Tensor, validate_args=None):
+        """The distribution with log-probabilities ``log_probs`` (shape ``batch_shape + (K,)``),
+        which must already be normalised (e.g. from :func:`torch.log_softmax`): unlike
+        ``cls(logits=...)`` they are not normalised again. Built as torch's own
+        ``Categorical.expand`` builds a categorical; ``logits`` are validated as usual."""
+        log_probs = to_float_tensor(log_probs, "log_probs")
+        if log_probs.dim() < 1 or log_probs.shape[-1] < 2:
+            raise ValueError(f"log_probs must have a last dimension of at least 2 classes, got shape {tuple(log_probs.shape)}")
+        new = cls.__new__(cls)
+        new.logits = log_probs
+        new._param = log_probs
+        new._num_events = log_probs.shape[-1]
+        torch.distributions.Distribution.__init__(new, log_probs.shape[:-1], validate_args=validate_args)
+        return new
+
+    @lazy_property
+    def probs(self) -> torch.Tensor:
+        return self.logits.exp()
+
+
+class CategoricalInput(_NormalisedCategorical):
     """Input distribution for discrete data (paper Sec. 5.1): :math:`p_I(x \\mid \\theta) =
     \\theta_x`, a categorical over ``K`` classes per variable; the prior is uniform.
 
@@ -90,12 +116,6 @@ class CategoricalInput(dist.Categorical):
     :param torch.Tensor probs: :math:`\\theta`, shape ``batch_shape + (K,)``; or
     :param torch.Tensor logits: unnormalised log-probabilities of the same shape.
     """
-
-    @lazy_property
-    def probs(self) -> torch.Tensor:
-        """:math:`\\theta = e^{\\text{logits}}` (the logits are normalised on construction, so no
-        second softmax is needed)."""
-        return self.logits.exp()
 
     @classmethod
     def prior(cls, shape, num_classes: int, dtype=None, device=None):
@@ -133,7 +153,7 @@ class CategoricalInput(dist.Categorical):
         return CategoricalInput(logits=joint_logits), torch.logsumexp(joint_logits, dim=-1)
 
 
-class CategoricalOutput(dist.Categorical):
+class CategoricalOutput(_NormalisedCategorical):
     """Output distribution for discrete data (paper Sec. 5.3): a categorical per variable
     whose probabilities come from the network, :math:`p_O(k \\mid \\theta;\\, t) =
     \\mathrm{softmax}(\\Psi(\\theta, t))_k`.
@@ -141,11 +161,6 @@ class CategoricalOutput(dist.Categorical):
     :param torch.Tensor probs: shape ``batch_shape + (K,)``; or
     :param torch.Tensor logits: the network's outputs, same shape.
     """
-
-    @lazy_property
-    def probs(self) -> torch.Tensor:
-        """:math:`p_O = e^{\\text{logits}}` (the logits are normalised on construction)."""
-        return self.logits.exp()
 
     def receiver(self, accuracy, kl_samples: int | None = None):
         """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid k;\\, \\alpha)]`."""
