@@ -133,6 +133,11 @@ def bfn_guide(bfn: BFN, x: torch.Tensor, n_steps: int, context=None, name: str =
             pyro.sample(site, data_type.sender(x, accuracy).to_event(event_dims))
 
 
+#: Rows per network call that BFNLikelihood.log_prob fills by stacking repeats of a small batch
+#: (when ``max_batch`` is not given).
+_ROWS_PER_CALL = 256
+
+
 def _index_input(input_distribution, index: torch.Tensor):
     """Rows ``index`` of an input distribution of batch shape ``(U, *data_shape)``."""
     if isinstance(input_distribution, NormalInput):
@@ -274,10 +279,11 @@ class BFNLikelihood(TorchDistribution):
             draws = self.bfn.sample(count, self.sample_steps, context=context)
         return draws.reshape(shape + self.event_shape)
 
-    def _bound(self, x_unique, index, context, stratum: int = 0, strata: int = 1):
+    def _bound(self, x_unique, index, context, stratum=0, strata: int = 1):
         """One draw of :math:`L + L^r` per row ``index`` of ``x_unique``, shape ``(N,)``; the
-        time and flow draws are made once per row of ``x_unique``, the time (or step) in the
-        ``stratum``-th of ``strata`` equal parts of [0, 1)."""
+        time and flow draws are made once per row of ``x_unique``, the time (or step) of row
+        ``u`` in the ``stratum[u]``-th of ``strata`` equal parts of [0, 1) (``stratum``: an int
+        or a tensor of shape ``(U,)``)."""
         bfn, data_type = self.bfn, self.bfn.data_type
         unique = x_unique.shape[0]
         device, dtype = x_unique.device, bfn.dtype
@@ -298,7 +304,7 @@ class BFNLikelihood(TorchDistribution):
         flow_input = data_type.sample_input(x_unique, t)
         end_input = data_type.sample_input(x_unique, torch.ones(unique, device=device, dtype=dtype))
         count = index.shape[0]
-        chunk = self.max_batch or count
+        chunk = self.max_batch or max(count, _ROWS_PER_CALL)
         totals = []
         for start in range(0, count, chunk):
             rows = index[start : start + chunk]
@@ -333,8 +339,19 @@ class BFNLikelihood(TorchDistribution):
         unique = x_unique.shape[0]
         index = torch.arange(unique, device=value.device).reshape(value_batch).expand(batch_shape).reshape(-1)
         context = self._flat_context(batch_shape, index.shape[0])
+        # several repeats (draws of t and theta) per network call when the batch is small: the
+        # rows of `group` repeats are stacked, repeat-major, so that each call sees up to
+        # max_batch (default: max(N, 256)) rows instead of N
+        repeats, count = self.num_repeats, index.shape[0]
+        strata = repeats if self.stratified else 1
+        group = max(1, min(repeats, (self.max_batch or max(count, _ROWS_PER_CALL)) // max(count, 1)))
+        offsets = torch.arange(group, device=value.device)
         total = 0.0
-        strata = self.num_repeats if self.stratified else 1
-        for repeat in range(self.num_repeats):
-            total = total + self._bound(x_unique, index, context, repeat if self.stratified else 0, strata)
-        return -(total / self.num_repeats).reshape(batch_shape)
+        for first in range(0, repeats, group):
+            size = min(group, repeats - first)
+            x_group = x_unique.repeat((size,) + (1,) * event_dims)
+            index_group = (index[None, :] + unique * offsets[:size, None]).reshape(-1)
+            context_group = None if context is None else context.repeat((size,) + (1,) * (context.dim() - 1))
+            stratum = (first + offsets[:size]).repeat_interleave(unique) if self.stratified else 0
+            total = total + self._bound(x_group, index_group, context_group, stratum, strata).reshape(size, count).sum(0)
+        return -(total / repeats).reshape(batch_shape)

@@ -192,14 +192,22 @@ def test_likelihood_log_prob_is_the_negative_bfn_loss(name, n_steps):
 
 
 def test_likelihood_repeats_average_independent_draws():
+    """R repeats are R independent draws averaged: stacked into one network call by default
+    (equal to one draw of the R-times repeated batch), one call each with max_batch = N
+    (equal to R single draws in turn)."""
     bfn = tiny_bfn(DiscreteData(4, beta_1=2.0))
     x = example(bfn.data_type, batch=3)
-    torch.manual_seed(2)
-    averaged = BFNLikelihood(bfn, n_steps=4, num_repeats=3, stratified=False).log_prob(x)
-    torch.manual_seed(2)
     single = BFNLikelihood(bfn, n_steps=4)
+    torch.manual_seed(2)
+    stacked = BFNLikelihood(bfn, n_steps=4, num_repeats=3, stratified=False).log_prob(x)
+    torch.manual_seed(2)
+    draws = single.log_prob(x.repeat(3, *([1] * len(SHAPE)))).reshape(3, 3)
+    torch.testing.assert_close(stacked, draws.mean(0), rtol=1e-12, atol=1e-12)
+    torch.manual_seed(2)
+    one_by_one = BFNLikelihood(bfn, n_steps=4, num_repeats=3, stratified=False, max_batch=3).log_prob(x)
+    torch.manual_seed(2)
     draws = torch.stack([single.log_prob(x) for _ in range(3)])
-    torch.testing.assert_close(averaged, draws.mean(0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(one_by_one, draws.mean(0), rtol=1e-12, atol=1e-12)
 
 
 def test_stratified_repeats_cover_every_stratum_and_stay_unbiased(monkeypatch):
@@ -220,9 +228,10 @@ def test_stratified_repeats_cover_every_stratum_and_stay_unbiased(monkeypatch):
 
     monkeypatch.setattr(bfn, "discrete_time_loss", record_discrete)
     monkeypatch.setattr(bfn, "continuous_time_loss", record_continuous)
-    BFNLikelihood(bfn, n_steps=4, num_repeats=4).log_prob(x[:10])
-    assert [step.unique().tolist() for step in steps] == [[1], [2], [3], [4]]
-    BFNLikelihood(bfn, num_repeats=5).log_prob(x[:10])
+    BFNLikelihood(bfn, n_steps=4, num_repeats=4).log_prob(x[:10])  # the 4 repeats in one call, repeat-major
+    assert [row.unique().tolist() for row in torch.cat(steps).reshape(4, 10)] == [[1], [2], [3], [4]]
+    BFNLikelihood(bfn, num_repeats=5, max_batch=10).log_prob(x[:10])  # one call per repeat
+    assert len(times) == 5
     for r, t in enumerate(times):
         assert ((t >= r / 5) & (t < (r + 1) / 5)).all()
     torch.manual_seed(0)
