@@ -45,10 +45,15 @@ Warm-up steps are discarded; every reported time is the median over the repeats.
 a shared machine are noisy: the 1-minute load average before and after each configuration is
 in the tables.
 
-CPU budget: the default configurations take about 5 minutes with 2 threads on the quiet 2-core
-reference machine (the committed speed.md: 4 minutes; 20 minutes when other jobs were
-running); ``--compile`` adds several minutes of compilation per configuration (three
-configurations: 12 minutes).
+CPU budget: the default configurations took 19 minutes with 2 threads on this session's quiet
+2-core AVX2-only CPU (``speed.md``; its bf16 columns are slow there, which is most of the time)
+and 4 minutes on the AVX512-BF16 CPU of an earlier session (``speed.avx512_bf16.md``; 20 minutes
+when other jobs were running); ``--compile`` adds several minutes of compilation per
+configuration (three configurations: 12 minutes).
+
+``--reference benchmarks/results/reference_side_by_side.json`` puts a side-by-side measurement
+of the reference implementation on the same machine into the notes (how it was taken:
+``reference_side_by_side.md``); without it the notes quote the issue's figures for the reference.
 """
 
 from __future__ import annotations
@@ -128,8 +133,11 @@ SETTINGS = {
                   kl_variables=256, kl_seeds=4, kl_exact_samples=2**12, kl_repeats=2),
 }
 
-# Reference implementation (nnaisense/bayesian-flow-networks) on this CPU, 2 threads,
-# torch 2.13, continuous-time loss, forward + backward + AdamW (from the issue).
+# Reference implementation (nnaisense/bayesian-flow-networks), 2 threads, torch 2.13,
+# continuous-time loss, forward + backward + AdamW: the issue's figures, measured on the
+# development CPU of that time (AVX512-BF16 and AMX). --reference replaces them by a
+# side-by-side measurement on the machine at hand (benchmarks/results/reference_side_by_side.json).
+REFERENCE_SOURCE = "the issue's figures for the reference implementation, measured on a CPU with AVX512-BF16 and AMX"
 REFERENCE = {
     "mnist_small_variant_b8": dict(ex_s=(35, 55), flow_share=1.0),
     "mnist_paper_b8": dict(ex_s=(3.2, 3.8), flow_share=0.1),
@@ -901,20 +909,32 @@ def notes(models, kls, meta) -> list:
         "Sampling: `*` = per-step time of the first steps extrapolated to n updates + the final network call.",
     ]
     by_name = {r["name"]: r for r in models}
-    for name in ("mnist_small_variant_b8", "mnist_paper_b8"):
-        if name in by_name:
-            r, ref = by_name[name], REFERENCE[name]
+    measured = meta.get("reference")
+    for name in ("mnist_small_variant_b8", "mnist_small_variant_b32", "mnist_paper_b8"):
+        if name not in by_name:
+            continue
+        r = by_name[name]
+        ours = (f"{name}: ours {r['train']['fp32']['per_s']:.1f} ex/s fp32 median, {r['train']['fp32']['best_per_s']:.1f} best "
+                f"({r['train']['bf16']['per_s']:.1f} / {r['train']['bf16']['best_per_s']:.1f} bf16); "
+                f"flow+loss {100 * r['breakdown']['flow_loss_share']:.2f}% of a step")
+        if measured and name in measured["configs"]:
+            m = measured["configs"][name]
             out.append(
-                f"{name}: ours {r['train']['fp32']['per_s']:.1f} ex/s fp32 median, {r['train']['fp32']['best_per_s']:.1f} best "
-                f"({r['train']['bf16']['per_s']:.1f} / {r['train']['bf16']['best_per_s']:.1f} bf16) vs the "
-                f"reference implementation's {ref['ex_s'][0]}-{ref['ex_s'][1]} ex/s (same CPU, 2 threads, idle machine); "
-                f"flow+loss {100 * r['breakdown']['flow_loss_share']:.2f}% of a step vs its ~{ref['flow_share']}%."
+                f"{ours}. Side by side on this machine ({measured['cpu']}; {measured['cpu_features']}; "
+                f"{measured['date']}; `reference_side_by_side.md`), same network, float32, steps alternated: "
+                f"reference {m['reference_ex_s_median']:.1f} ex/s, ours {m['ours_ex_s_median']:.1f} ex/s "
+                f"({m['speed_up']:.2f}x); flow+loss {m['reference_flow_loss_ms']:.2f} vs {m['ours_flow_loss_ms']:.2f} ms "
+                f"({100 * m['reference_flow_share']:.2f}% vs {100 * m['ours_flow_share']:.2f}% of a step); n-step (n = 10) "
+                f"flow+loss {m['reference_nstep_ms']:.1f} vs {m['ours_nstep_ms']:.1f} ms."
             )
+        elif name in REFERENCE:
+            ref = REFERENCE[name]
+            out.append(f"{ours}; {REFERENCE_SOURCE}: {ref['ex_s'][0]}-{ref['ex_s'][1]} ex/s, flow+loss ~{ref['flow_share']}%.")
     binary = [r for r in models if "nstep_over_continuous" in r["breakdown"] and "num_classes=2," in r["data_type"]]
     if binary:
         ratios = ", ".join(f"{r['name']} {r['breakdown']['nstep_over_continuous']:.1f}x" for r in binary)
         out.append(f"Binary n-step loss / continuous-time loss (flow+loss fwd+bwd): {ratios}; the reference's is "
-                   f"~{REFERENCE['binary_nstep_over_continuous']:.0f}x.")
+                   f"~{REFERENCE['binary_nstep_over_continuous']:.0f}x ({REFERENCE_SOURCE}).")
     if meta.get("note"):
         out.append(meta["note"])
     return out
@@ -942,6 +962,9 @@ def main(argv=None) -> int:
                         help="OMP_WAIT_POLICY of the workers (PASSIVE: idle OpenMP threads sleep instead of spinning, "
                         "which matters when other processes share the cores); default: inherit the environment")
     parser.add_argument("--note", default="", help="a sentence added to the notes of the table")
+    parser.add_argument("--reference", type=pathlib.Path, default=None, metavar="JSON",
+                        help="a side-by-side measurement of the reference implementation on this machine "
+                             "(benchmarks/results/reference_side_by_side.json) to compare with, instead of the issue's figures")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per configuration")
     parser.add_argument("--profile", nargs="+", default=None, metavar="CONFIG",
                         help="instead of the tables: CPU-time profile (1 thread) of a training step and an evaluation "
@@ -997,6 +1020,12 @@ def main(argv=None) -> int:
     meta = dict(command=command, date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), seed=args.seed,
                 device=args.device, cpu=_cpu_model(), cpu_features=_cpu_features(), cores=os.cpu_count(), git=_git(),
                 load_start=", ".join(f"{v:.2f}" for v in os.getloadavg()), note=args.note, quick=args.quick)
+    if args.reference is not None:
+        try:
+            reference = json.loads(args.reference.read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"--reference {args.reference}: {error}")
+        meta["reference"] = {k: reference[k] for k in ("cpu", "cpu_features", "date", "configs")}
     worker_env = dict(os.environ)
     if args.omp_wait_policy != "inherit":
         worker_env["OMP_WAIT_POLICY"] = args.omp_wait_policy
