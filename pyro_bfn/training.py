@@ -61,13 +61,12 @@ __all__ = [
     "save_checkpoint",
 ]
 
-#: Examples/s of the likelihood bound (two network passes per example, no backward, batch 256,
-#: inference mode) relative to training examples/s (forward + backward, batch 64), used to
-#: reserve time for evaluation in a time budget. Measured for the demo model
-#: (``unet_mnist_small_variant``, bf16 autocast, 2 threads) on the shared 2-core machine under
-#: a load of about 7: 66 vs 19.3 examples/s, a ratio of 3.4; the value is rounded down to err
-#: on the side of finishing early. The n-step sampler runs at about the same rate per network
-#: pass as the bound, i.e. one sampled image of ``n`` steps costs about ``n / 2`` bound examples.
+#: Examples/s of the likelihood bound (two network passes per example, no backward, inference
+#: mode) relative to training examples/s (forward + backward), used to reserve time for
+#: evaluation in a time budget until the ratio has been measured on the run's own model and
+#: machine (:meth:`Trainer._bound_speedup`, after the first log row). 3.0 was the demo model's
+#: ratio with bf16 on an AVX512-BF16 CPU (66 vs 19.3 examples/s under a load of about 7, rounded
+#: down); in float32 on an AVX2-only CPU it is nearer 1.5, which is why it is measured.
 BOUND_SPEEDUP = 3.0
 CHECKPOINT_FORMAT = "pyro-bfn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -114,10 +113,12 @@ class TrainConfig:
     :ivar budget_reserve_examples: keep, inside the time budget, the time to score this many
         examples with the likelihood bound after training (e.g. ``20000`` for two passes over
         a 10k test set): training stops once its wall time plus
-        ``budget_reserve_examples / (BOUND_SPEEDUP * r)`` reaches the budget, ``r`` being the
-        median training examples/s of the last five log rows (see :data:`BOUND_SPEEDUP`).
-        The estimate adapts to the machine's load, so a run on a busy machine trains for less
-        time and still finishes its evaluation within the budget.
+        ``budget_reserve_examples / (s * r)`` reaches the budget, ``r`` being the median
+        training examples/s of the last five log rows and ``s`` the ratio of bound to training
+        examples/s, measured once per session on the EMA model after the first log row (a
+        seconds-long timing that leaves the random state untouched). The estimate adapts to
+        the machine's load, so a run on a busy machine trains for less time and still finishes
+        its evaluation within the budget.
     :ivar log_interval: steps per row of ``train_log.csv`` (the loss is averaged over them).
     :ivar eval_interval: steps between validation bounds (EMA weights, continuous time +
         reconstruction); ``0`` disables validation. A final one is computed at the end.
@@ -841,6 +842,7 @@ class Trainer:
         bar = tqdm(total=config.max_steps, initial=self.step, disable=not _progress_enabled(config.progress),
                    desc="train", dynamic_ncols=True, smoothing=0.1)
         self._rates = []
+        self._measured_speedup = None
         session_start = time.perf_counter()
         wall_at_start = self.wall_seconds
         interval_losses, interval_norms, interval_start = [], [], time.perf_counter()
@@ -919,7 +921,40 @@ class Trainer:
         if not self.config.budget_reserve_examples or not self._rates:
             return 0.0
         rate = statistics.median(self._rates[-5:])
-        return self.config.budget_reserve_examples / (BOUND_SPEEDUP * rate)
+        return self.config.budget_reserve_examples / (self._bound_speedup() * rate)
+
+    #: examples scored by the one-off timing of :meth:`_bound_speedup`
+    _SPEEDUP_EXAMPLES = 256
+
+    def _bound_speedup(self) -> float:
+        """Bound examples/s over training examples/s, measured once per session: the EMA model
+        scores ``_SPEEDUP_EXAMPLES`` copies of training examples (``L^inf + L^r``, inference mode,
+        as :func:`~pyro_bfn.evaluation.evaluate_bound` does) right after a log row, against the
+        training rate of that row. Every random state is restored afterwards, so the run stays
+        bit-for-bit reproducible. Falls back to :data:`BOUND_SPEEDUP` when it cannot measure."""
+        if self._measured_speedup is not None:
+            return self._measured_speedup
+        if not self._rates:
+            return BOUND_SPEEDUP
+        raw = self.train_raw[: self._SPEEDUP_EXAMPLES]
+        raw = raw.repeat((math.ceil(self._SPEEDUP_EXAMPLES / raw.shape[0]),) + (1,) * (raw.dim() - 1))[: self._SPEEDUP_EXAMPLES]
+        # its own generator: the run's data stream (and so its resume) is not touched
+        x = self.spec.prepare(raw, torch.Generator().manual_seed(0)).to(self.device)
+        devices = [self.device] if self.device.type == "cuda" else []
+        was_training = self.ema_model.training
+        self.ema_model.eval()
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            start = time.perf_counter()
+            self.ema_model.loss(x, reconstruction=True)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - start
+        self.ema_model.train(was_training)
+        self._measured_speedup = (x.shape[0] / max(seconds, 1e-9)) / self._rates[-1]
+        self._log(f"bound / training examples/s measured: {self._measured_speedup:.2f} "
+                  f"({x.shape[0] / max(seconds, 1e-9):.0f} vs {self._rates[-1]:.0f}), reserving "
+                  f"{self.config.budget_reserve_examples / (self._measured_speedup * self._rates[-1]):.0f} s for evaluation")
+        return self._measured_speedup
 
     def _log_row(self, losses, norms, seconds) -> tuple:
         """Append the mean loss and gradient norm of the last ``len(losses)`` steps to

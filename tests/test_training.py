@@ -187,6 +187,21 @@ def test_time_budget_reserves_time_for_evaluation(tmp_path):
     assert summary["step"] == 3 and summary["stopped_by"].startswith("time budget (reserving")
 
 
+def test_measuring_the_bound_rate_leaves_the_run_unchanged(tmp_path):
+    """The one-off timing of the bound (for the reserve) restores every random state: a
+    budgeted run with a reserve trains bit for bit like the same run without one."""
+    lines = []
+    with_reserve = tiny_config(tmp_path / "a", max_steps=9, time_budget_minutes=60, log_interval=3,
+                               budget_reserve_examples=100)
+    trainer = Trainer(with_reserve, log=lines.append)
+    trainer.train()
+    assert any("bound / training examples/s measured" in line for line in lines)
+    plain = quiet(tiny_config(tmp_path / "b", max_steps=9, log_interval=3))
+    plain.train()
+    for (name, a), (_, b) in zip(trainer.model.state_dict().items(), plain.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
