@@ -227,8 +227,8 @@ class BFN(nn.Module):
             training mode each example's context is dropped to the null token with probability
             ``context_dropout``.
         """
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"x must be a tensor, got {type(x).__name__}")
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.data_shape:
+            self._check_batch(x)  # raises, naming the problem (each loss below checks the values)
         context = self._training_context(self._check_context(context, x.shape[0]))
         if n_steps is None:
             flow = self.continuous_time_loss(x, context=context)

@@ -36,6 +36,7 @@ from .distributions import (
     bin_index,
 )
 from .distributions.discretised import _check_num_bins
+from .distributions.util import validation_enabled_for
 from .schedules import ContinuousSchedule, DiscreteSchedule
 
 __all__ = ["ContinuousData", "DataType", "DiscreteData", "DiscretisedData", "T_MIN"]
@@ -257,6 +258,10 @@ class DiscretisedData(_NormalInputData):
         scale = noise_scale * network_output[..., 1].exp()
         mean = torch.where(early, torch.zeros_like(mean), mean)
         scale = torch.where(early, torch.ones_like(scale), scale)
+        # a finite but extreme log-scale output overflows or underflows exp(): name it (the
+        # output distribution may be built unvalidated, from a network output checked finite)
+        if validation_enabled_for(None) and not bool(((scale > 0) & torch.isfinite(scale)).all()):
+            raise ValueError("the network's log-scale output gives an output scale of 0 or inf (|ln sigma_eps| too large)")
         return DiscretisedOutput(mean, scale, self.num_bins, validate_args=validate_args)
 
 

@@ -193,7 +193,9 @@ class BFNLikelihood(TorchDistribution):
     :param int num_repeats: draws averaged in :meth:`log_prob`.
     :param bool stratified: stratify the times of the ``num_repeats`` draws (else independent).
     :param int sample_steps: steps of the sampler (default ``n_steps``, or 100 in continuous time).
-    :param int max_batch: evaluate the network on at most this many examples at a time (memory).
+    :param int max_batch: evaluate the network on at most this many rows at a time (memory); the
+        rows of several repeats of a small batch share one call up to this size. Default:
+        ``max(N, 256)`` for ``N`` scored rows, i.e. one repeat per call for large batches.
     """
 
     arg_constraints = {}

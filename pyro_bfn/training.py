@@ -367,9 +367,11 @@ def apply_overrides(values: dict, overrides) -> dict:
 # ---------------------------------------------------------------------------- devices
 def make_optimizer(parameters, lr: float, betas=(0.9, 0.98), weight_decay: float = 0.01) -> torch.optim.AdamW:
     """AdamW over ``parameters``, with the fused implementation (one kernel for all parameters
-    instead of a Python loop over them) where torch has it for the parameters' device: on the
-    1.08M-parameter MNIST U-Net on a 2-core CPU the step takes 2.6 ms instead of 13 ms
-    (``benchmarks/speed.py``). The update is the same algorithm up to floating-point rounding."""
+    instead of a Python loop over them) where torch has it for the parameters' device. For the
+    1.08M-parameter MNIST U-Net on a 2-core CPU the fused step takes 2.3 ms
+    (``benchmarks/results/speed.md``), and a whole training step with the plain loop was about 9%
+    slower (``benchmarks/results/reference_side_by_side.md``). The update is the same algorithm up
+    to floating-point rounding."""
     parameters = [p for p in parameters]
     devices = {p.device.type for p in parameters}
     fused = len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in parameters)
@@ -396,10 +398,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def _cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX) and oneDNN uses it. oneDNN alone
+    also reports bf16 support on AVX512 CPUs without those units, where it emulates bf16 and is
+    slower than float32; without AVX512 the convolutions fall back to generic kernels, 9-12 times
+    slower (``benchmarks/results/speed.md``)."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = bool(torch.cpu._is_avx512_bf16_supported()) or bool(torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):
         return False
+    return onednn and native
 
 
 def resolve_autocast(name: str, device: torch.device) -> tuple:
@@ -740,6 +748,10 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.ema_model.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:  # load_state_dict restores the saved
+                for key in ("fused", "foreach"):  # implementation flags: keep this run's choice
+                    if key in self.optimizer.defaults:
+                        group[key] = self.optimizer.defaults[key]
             self.scheduler.load_state_dict(state["scheduler"])
             if "scaler" in state and state["scaler"]:
                 self.scaler.load_state_dict(state["scaler"])
@@ -872,6 +884,9 @@ class Trainer:
                         self._log(f"step {self.step}: loss {mean_loss:.2f} nats/example, {rate:.0f} ex/s, "
                                   f"{self.wall_seconds / 60:.1f} min")
                         last_status = now
+                    if (budget is not None and config.budget_reserve_examples and self._measured_speedup is None
+                            and len(self._rates) >= self._SPEEDUP_AFTER_ROW):
+                        self._measure_bound_speedup()  # before interval_start: not in the next row's rate
                     interval_losses, interval_norms, interval_start = [], [], time.perf_counter()
                 if config.eval_interval and self.step % config.eval_interval == 0 and self.step < config.max_steps:
                     valid = self.validate()
@@ -923,38 +938,50 @@ class Trainer:
         rate = statistics.median(self._rates[-5:])
         return self.config.budget_reserve_examples / (self._bound_speedup() * rate)
 
-    #: examples scored by the one-off timing of :meth:`_bound_speedup`
-    _SPEEDUP_EXAMPLES = 256
+    #: examples scored by the one-off timing of :meth:`_measure_bound_speedup` (at most)
+    _SPEEDUP_EXAMPLES = 128
+    #: the log row after which it is taken (the first includes the warm-up steps)
+    _SPEEDUP_AFTER_ROW = 2
 
     def _bound_speedup(self) -> float:
-        """Bound examples/s over training examples/s, measured once per session: the EMA model
-        scores ``_SPEEDUP_EXAMPLES`` copies of training examples (``L^inf + L^r``, inference mode,
-        as :func:`~pyro_bfn.evaluation.evaluate_bound` does) right after a log row, against the
-        training rate of that row. Every random state is restored afterwards, so the run stays
-        bit-for-bit reproducible. Falls back to :data:`BOUND_SPEEDUP` when it cannot measure."""
-        if self._measured_speedup is not None:
-            return self._measured_speedup
-        if not self._rates:
-            return BOUND_SPEEDUP
-        raw = self.train_raw[: self._SPEEDUP_EXAMPLES]
-        raw = raw.repeat((math.ceil(self._SPEEDUP_EXAMPLES / raw.shape[0]),) + (1,) * (raw.dim() - 1))[: self._SPEEDUP_EXAMPLES]
-        # its own generator: the run's data stream (and so its resume) is not touched
-        x = self.spec.prepare(raw, torch.Generator().manual_seed(0)).to(self.device)
+        """Bound examples/s over training examples/s: measured (:meth:`_measure_bound_speedup`)
+        once per session, else :data:`BOUND_SPEEDUP`."""
+        return BOUND_SPEEDUP if self._measured_speedup is None else self._measured_speedup
+
+    def _measure_bound_speedup(self) -> None:
+        """Time the bound (``L^inf + L^r``, inference mode, as
+        :func:`~pyro_bfn.evaluation.evaluate_bound` computes it) of the EMA model on up to
+        ``_SPEEDUP_EXAMPLES`` training examples, in batches of ``eval_batch_size`` after one
+        small warm-up call, against the median training rate of the log rows so far. The
+        examples are binarized with their own generator and every random state is restored,
+        so the run stays bit-for-bit reproducible; if the timing fails (memory), the reserve
+        keeps :data:`BOUND_SPEEDUP`."""
+        count = min(self._SPEEDUP_EXAMPLES, self.train_raw.shape[0])
+        batch = min(self.config.eval_batch_size, count)
+        x = self.spec.prepare(self.train_raw[:count], torch.Generator().manual_seed(0)).to(self.device)
         devices = [self.device] if self.device.type == "cuda" else []
         was_training = self.ema_model.training
         self.ema_model.eval()
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            start = time.perf_counter()
-            self.ema_model.loss(x, reconstruction=True)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            seconds = time.perf_counter() - start
-        self.ema_model.train(was_training)
-        self._measured_speedup = (x.shape[0] / max(seconds, 1e-9)) / self._rates[-1]
-        self._log(f"bound / training examples/s measured: {self._measured_speedup:.2f} "
-                  f"({x.shape[0] / max(seconds, 1e-9):.0f} vs {self._rates[-1]:.0f}), reserving "
-                  f"{self.config.budget_reserve_examples / (self._measured_speedup * self._rates[-1]):.0f} s for evaluation")
-        return self._measured_speedup
+        try:
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                self.ema_model.loss(x[: min(8, count)], reconstruction=True)  # warm-up
+                start = time.perf_counter()
+                for first in range(0, count, batch):
+                    self.ema_model.loss(x[first : first + batch], reconstruction=True)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                seconds = time.perf_counter() - start
+        except (RuntimeError, MemoryError) as error:  # e.g. out of memory: keep the fallback
+            self._log(f"could not time the bound ({error}); reserving with the default ratio {BOUND_SPEEDUP}")
+            self._measured_speedup = BOUND_SPEEDUP
+            return
+        finally:
+            self.ema_model.train(was_training)
+        bound_rate = count / max(seconds, 1e-9)
+        train_rate = statistics.median(self._rates)
+        self._measured_speedup = bound_rate / train_rate
+        self._log(f"bound / training examples/s measured: {self._measured_speedup:.2f} ({bound_rate:.0f} vs "
+                  f"{train_rate:.0f}), reserving {self.config.budget_reserve_examples / bound_rate:.0f} s for evaluation")
 
     def _log_row(self, losses, norms, seconds) -> tuple:
         """Append the mean loss and gradient norm of the last ``len(losses)`` steps to

@@ -424,3 +424,28 @@ def test_a_network_returning_nan_is_named():
         bfn.loss(x)
     with pytest.raises(ValueError, match="network returned NaN"):
         bfn.sample(2, n_steps=2)
+
+
+def test_int32_class_indices_work_in_every_loss():
+    """Any integer dtype of class indices is data (the n-step KL gathers with int64)."""
+    bfn = BFN(DiscreteData(2, 3.0), Constant([0.5]), SHAPE)
+    x = torch.randint(0, 2, (3, *SHAPE))
+    for n_steps in (None, 4):
+        torch.manual_seed(0)
+        expected = bfn.loss(x, n_steps=n_steps).total
+        torch.manual_seed(0)
+        torch.testing.assert_close(bfn.loss(x.int(), n_steps=n_steps).total, expected)
+
+
+def test_a_zero_dimensional_batch_is_named():
+    bfn = BFN(DiscreteData(2, 3.0), Constant([0.0]), SHAPE)
+    with pytest.raises(ValueError, match="x must have shape"):
+        bfn.loss(torch.tensor(1))
+
+
+def test_an_overflowing_log_scale_output_is_named():
+    """A finite but huge ln sigma_eps gives exp() = inf: named, not a NaN loss."""
+    bfn = BFN(DiscretisedData(16), Constant([0.0, 200.0]), SHAPE)
+    x = DiscretisedData(16).from_integers(torch.randint(0, 16, (2, *SHAPE)))
+    with pytest.raises(ValueError, match="output scale of 0 or inf"):
+        bfn.loss(x)

@@ -459,3 +459,9 @@ def test_from_log_probs_equals_the_logits_constructor(k, shape, seed):
         CategoricalOutput.from_log_probs(torch.full((3,), float("nan")))
     with pytest.raises(ValueError, match="log_probs"):
         CategoricalOutput.from_log_probs(torch.zeros(1))
+
+
+def test_from_log_probs_rejects_unnormalised_log_probs_while_validating():
+    with pytest.raises(ValueError, match="normalised"):
+        CategoricalOutput.from_log_probs(torch.zeros(2, 3))
+    CategoricalOutput.from_log_probs(torch.zeros(2, 3), validate_args=False)  # the caller's promise

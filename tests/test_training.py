@@ -162,6 +162,21 @@ def test_resume_is_bitwise_identical(tmp_path, autocast):
     assert steps == sorted(set(steps)) and steps[-1] == 7
 
 
+def test_resume_keeps_fused_adamw_for_an_older_checkpoint(tmp_path):
+    """A checkpoint whose optimizer state says fused=False (written before make_optimizer)
+    resumes with this run's fused AdamW: load_state_dict would otherwise restore the flag."""
+    first = quiet(tiny_config(tmp_path, max_steps=2))
+    first.train()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = None
+    save_checkpoint(state, tmp_path / "run" / "checkpoint.pt")
+    resumed = quiet(tiny_config(tmp_path, max_steps=4), resume=True)
+    assert all(group["fused"] is True for group in resumed.optimizer.param_groups)
+    resumed.train()
+    assert resumed.step == 4
+
+
 def test_resume_refuses_a_different_model_or_order(tmp_path):
     quiet(tiny_config(tmp_path, max_steps=2)).train()
     with pytest.raises(ConfigError, match="batch_size"):

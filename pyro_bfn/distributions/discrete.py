@@ -94,6 +94,10 @@ class _NormalisedCategorical(dist.Categorical):
         new._param = log_probs
         new._num_events = log_probs.shape[-1]
         torch.distributions.Distribution.__init__(new, log_probs.shape[:-1], validate_args=validate_args)
+        if new._validate_args:  # after the parameter check, which names NaN
+            error = log_probs.logsumexp(-1).abs().max().item() if log_probs.numel() else 0.0
+            if not error <= torch.finfo(log_probs.dtype).eps ** 0.5:
+                raise ValueError(f"log_probs must be normalised (logsumexp 0 over the classes), off by {error:.3g}")
         return new
 
     @lazy_property
@@ -188,8 +192,7 @@ class DiscreteSender(BFNDistribution):
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
         accuracy = to_float_tensor(accuracy, "accuracy")
-        if validation_enabled_for(validate_args):
-            check_class_index(x, self.num_classes)
+        check_class_index(x, self.num_classes, check_range=validation_enabled_for(validate_args))
         batch_shape = _broadcast_batch(x, accuracy)
         self.x = x.expand(batch_shape)
         self.accuracy = accuracy.expand(batch_shape)
@@ -400,8 +403,7 @@ class DiscreteUpdate(SoftmaxNormal):
         accuracy = to_float_tensor(accuracy, "accuracy", input_logits)
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
-        if validation_enabled_for(validate_args):
-            check_class_index(x, num_classes)
+        check_class_index(x, num_classes, check_range=validation_enabled_for(validate_args))
         self.x = x
         self.accuracy = accuracy
         self.input_logits = input_logits
@@ -440,8 +442,7 @@ class DiscreteFlow(SoftmaxNormal):
         beta = to_float_tensor(beta, "beta")
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
-        if validation_enabled_for(validate_args):
-            check_class_index(x, num_classes)
+        check_class_index(x, num_classes, check_range=validation_enabled_for(validate_args))
         batch_shape = _broadcast_batch(x, beta, ("x", "beta"))
         self.x, self.beta, self.num_classes = x.expand(batch_shape), beta.expand(batch_shape), num_classes
         self._init_softmax_normal(sender_mean(self.x, self.beta, num_classes), (num_classes * self.beta).sqrt(), validate_args)

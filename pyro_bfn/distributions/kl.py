@@ -93,9 +93,10 @@ _ACCELERATION_RATE = 3.0 + math.sqrt(8.0)
 def _alternating_series_weights(dtype: torch.dtype):
     """Weights :math:`w_0, \\dots, w_{n-1}` with :math:`\\sum_{j \\ge 0} (-1)^j c_j \\approx
     \\sum_{j < n} w_j c_j` for every Hausdorff moment sequence :math:`c_j = \\int_0^1 s^j\\,d\\nu(s)`
-    (:math:`\\nu \\ge 0`), with error at most :math:`2 c_0 / (3 + \\sqrt 8)^n` (Cohen, Rodriguez
-    Villegas and Zagier 2000, "Convergence acceleration of alternating series", Algorithm 1).
-    ``n`` is the smallest count whose bound, for :math:`c_0 \\le \\ln 2`, is below half the
+    (:math:`\\nu \\ge 0`), with error at most :math:`2 S / (3 + \\sqrt 8)^n`, :math:`S` the sum
+    (Cohen, Rodriguez Villegas and Zagier 2000, "Convergence acceleration of alternating series",
+    Algorithm 1 and Proposition 1). ``n`` is the smallest count whose bound, for
+    :math:`S \\le \\ln 2` (the sum of :func:`expected_logaddexp_normal`), is below half the
     machine epsilon of ``dtype`` (10 terms in float32, 22 in float64)."""
     epsilon = torch.finfo(dtype).eps
     num_terms = 1
@@ -309,7 +310,7 @@ def _kl_discrete_sender_discrete_receiver(sender, receiver):
     if sender.num_classes > 2:
         return kl_discrete_monte_carlo(sender, receiver, receiver.kl_samples)
     logits = receiver.logits.expand(batch_shape + (2,))
-    x = sender.x.expand(batch_shape)[..., None]
+    x = sender.x.expand(batch_shape)[..., None].long()  # gather takes int64 indices
     own = logits.gather(-1, x)[..., 0]
     other = logits.gather(-1, 1 - x)[..., 0]
     accuracy = sender.accuracy.expand(batch_shape)
@@ -337,7 +338,7 @@ def kl_discrete_monte_carlo(sender: DiscreteSender, receiver: DiscreteReceiver, 
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     _broadcast_batch_shapes(sender, receiver)
     y = sender.rsample((num_samples,))
-    own = y.gather(-1, sender.x.expand(y.shape[:-1])[..., None])[..., 0]
+    own = y.gather(-1, sender.x.expand(y.shape[:-1])[..., None].long())[..., 0]
     return (own - torch.logsumexp(receiver.logits + y, dim=-1)).mean(0)
 
 
@@ -371,8 +372,7 @@ def continuous_time_kl_rate(output, x):
     if isinstance(output, CategoricalOutput):
         probs = output.probs
         num_classes = probs.shape[-1]
-        if output._validate_args:
-            check_class_index(x, num_classes, "x")
+        check_class_index(x, num_classes, "x", check_range=output._validate_args)
         return 0.5 * num_classes * (one_hot(x, num_classes, probs.dtype) - probs).pow(2).sum(-1)
     raise TypeError(f"no continuous-time KL rate for {type(output).__name__}")
 

@@ -34,11 +34,14 @@ def to_float_tensor(value, name: str, like: torch.Tensor | None = None) -> torch
         raise ValueError(f"{name} must be a number or a floating-point tensor, got {value!r}") from error
 
 
-def check_class_index(x: torch.Tensor, num_classes: int, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` holds integer class indices in ``0..num_classes-1``."""
+def check_class_index(x: torch.Tensor, num_classes: int, name: str = "x", check_range: bool = True) -> None:
+    """Raise ``ValueError`` unless ``x`` holds integer class indices in ``0..num_classes-1``.
+
+    The dtype is always checked (it costs nothing); the range, which scans ``x`` and waits for
+    the device, only with ``check_range`` (argument validation on)."""
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer class indices (an integer tensor), got dtype {x.dtype}")
-    if not bool(((x >= 0) & (x < num_classes)).all()):
+    if check_range and not bool(((x >= 0) & (x < num_classes)).all()):
         raise ValueError(f"{name} must hold class indices in 0..{num_classes - 1}")
 
 
