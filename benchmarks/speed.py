@@ -583,6 +583,31 @@ def run_kl(name: str, cfg: dict, s: dict, device_name: str) -> dict:
 
 
 # --------------------------------------------------------------------------- profile mode
+#: operator-name prefixes counted as convolution kernels in the operator table of --profile
+_CONVOLUTION_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv2d",
+                    "aten::thnn_conv2d", "aten::_convolution", "aten::slow_conv")
+
+
+def _operator_table(step, torch, steps: int = 3, rows: int = 10) -> list:
+    """Markdown lines: the operators of ``steps`` training steps by self CPU time
+    (:mod:`torch.profiler`), and the share of the convolution kernels (forward and backward)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    convolution = sum(e.self_cpu_time_total for e in events if e.key.startswith(_CONVOLUTION_OPS))
+    lines = [f"### Operators of {steps} training steps by self CPU time (torch.profiler)", "",
+             f"Convolution kernels (forward and backward): {100 * convolution / total:.1f}% of all self time.", "",
+             "| operator | self CPU ms per step | share | calls per step |", "|---|---:|---:|---:|"]
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:rows]:
+        lines.append(f"| {e.key} | {e.self_cpu_time_total / 1e3 / steps:.2f} | {100 * e.self_cpu_time_total / total:.1f}% | "
+                     f"{e.count // steps} |")
+    return lines + [""]
+
+
 def profile_config(name: str, cfg: dict, repeats: int, seed: int) -> str:
     """CPU-time profile of one training step and one evaluation pass of a model
     configuration, in this process with one torch thread, timed with ``time.thread_time`` (CPU
@@ -674,6 +699,7 @@ def profile_config(name: str, cfg: dict, repeats: int, seed: int) -> str:
                   f"Forward-side ranges outside the network: {outside:.2f} ms = {100 * outside / total:.2f}% "
                   "(their backward is inside the backward range; see the stub numbers below).", ""]
     bfn.train()
+    lines += _operator_table(step, torch)
 
     t = torch.rand(batch)
     with torch.no_grad():
