@@ -119,6 +119,10 @@ class CategoricalInput(_NormalisedCategorical):
 
     :param torch.Tensor probs: :math:`\\theta`, shape ``batch_shape + (K,)``; or
     :param torch.Tensor logits: unnormalised log-probabilities of the same shape.
+
+    ``CategoricalInput.from_log_probs(log_theta)`` builds one from log-probabilities that are
+    already normalised (e.g. :meth:`SoftmaxNormal.rsample_logits`) without normalising them
+    again; ``probs`` is ``exp(logits)`` (one softmax, not two).
     """
 
     @classmethod
@@ -164,6 +168,10 @@ class CategoricalOutput(_NormalisedCategorical):
 
     :param torch.Tensor probs: shape ``batch_shape + (K,)``; or
     :param torch.Tensor logits: the network's outputs, same shape.
+
+    ``CategoricalOutput.from_log_probs(torch.log_softmax(logits, -1))`` builds the same
+    distribution from normalised log-probabilities without normalising them again (what
+    :class:`~pyro_bfn.data_types.DiscreteData` does); ``probs`` is ``exp(logits)``.
     """
 
     def receiver(self, accuracy, kl_samples: int | None = None):
