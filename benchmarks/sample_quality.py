@@ -222,8 +222,10 @@ def notes(meta: dict, rows: list) -> list:
             f"Recognisability: the classifier is confident on real digits (mean max-confidence {t['mean_max_confidence']:.3f}, "
             f"IS-style {t['inception_score']:.2f}) and less so on the samples ({s['mean_max_confidence']:.3f}, "
             f"{s['inception_score']:.2f}): many samples are digit-like strokes that are not clearly one digit, as expected "
-            f"of a 1.08M-parameter model trained for {meta['updates']} updates (its test bound is ~97 nats/image against "
-            "the paper's 77.87). The marginal class entropy "
+            f"of a 1.08M-parameter model trained for {meta['updates']} updates ("
+            + (f"its test bound in `test_bound.json` beside the checkpoint is {meta['test_bound_nats']:.2f} nats/image"
+               if meta.get("test_bound_nats") is not None else "no test bound of this checkpoint was found")
+            + " against the paper's 77.87). The marginal class entropy "
             f"({s['marginal_class_entropy']:.3f} vs {t['marginal_class_entropy']:.3f} for real images) says whether the "
             "samples cover the ten classes; the class histogram shows which classes are over- or under-produced."
         )
@@ -257,6 +259,17 @@ def notes(meta: dict, rows: list) -> list:
     return out
 
 
+def _test_bound(checkpoint, step: int):
+    """The test bound (nats/image) in ``test_bound.json`` beside ``checkpoint`` (what ``make demo``
+    writes), if it was computed for the checkpoint's step; else ``None``."""
+    path = pathlib.Path(checkpoint).parent / "test_bound.json"
+    try:
+        bound = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return bound.get("nats") if bound.get("checkpoint_step") == step else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=pathlib.Path, default=DEFAULT_CHECKPOINT,
@@ -276,6 +289,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(args.render.read_text())
+        if "test_bound_nats" not in saved["meta"]:  # results written before the bound was recorded
+            saved["meta"]["test_bound_nats"] = _test_bound(ROOT / saved["meta"]["checkpoint"], saved["meta"]["updates"])
+            args.render.write_text(json.dumps(saved, indent=1))
         table = render(saved["meta"], saved["results"])
         print(table)
         (args.out / "sample_quality.md").write_text(table)
@@ -327,7 +343,8 @@ def main(argv=None) -> int:
     except ValueError:
         checkpoint_label = str(args.checkpoint)
     meta.update(checkpoint=checkpoint_label, backbone=config.backbone, parameters=sum(p.numel() for p in bfn.parameters()),
-                updates=int(state["step"]), batch_size=config.batch_size, autocast=str(bfn.autocast_dtype or "none"))
+                updates=int(state["step"]), batch_size=config.batch_size, autocast=str(bfn.autocast_dtype or "none"),
+                test_bound_nats=_test_bound(args.checkpoint, int(state["step"])))
     torch.manual_seed(args.seed)
     sample_start = time.perf_counter()
     samples = []
