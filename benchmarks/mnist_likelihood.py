@@ -22,12 +22,12 @@ command, seed, versions, load average, wall time) and ``.png`` (bound vs n, log-
 error bars, the continuous-time value as a horizontal line).
 
 CPU budget: 6 settings x R passes x N examples x 2 network passes (flow + reconstruction).
-On the shared 2-core reference machine with one torch thread the demo model (1.08M
-parameters) scores about 75 examples/s per discrete-time setting and 145 in continuous time
-at a load average near 1, and 20-30 examples/s at a load of 5-6. The full protocol
-(N = 10,000, R = 2) therefore takes about 25 minutes on a quiet machine (the committed run:
-25.6 minutes at a load of 1-2; up to an hour under heavy load), and ``--test-examples 5000``
-about 12 minutes quiet (25 minutes under a load of 5-6).
+With one torch thread the demo model (1.08M parameters) scored about 75 examples/s per
+discrete-time setting and 145 in continuous time on the AVX512-BF16 CPU of an earlier session
+(full protocol, N = 10,000, R = 2: 25.6 minutes at a load of 1-2), and about 31-33 examples/s
+on this session's AVX2-only CPU, where the committed run took 64 minutes (its first 20 minutes
+beside sample_quality.py). Budget an hour for the full protocol on a 2-core CPU, half that with
+``--test-examples 5000``, or pass ``--threads 2`` on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ PAPER = dict(nats=77.87, parameters="24.8M", updates="~150k", batch=512, passes=
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
+from provenance import demo_test_bound as _demo_test_bound  # noqa: E402
 from provenance import git_revision as _git  # noqa: E402
 
 
@@ -157,9 +158,10 @@ def notes(meta: dict, rows: list) -> list:
         )
     out.append(
         f"Standard errors are over R = {meta['repeats']} passes (the paper used 2000 passes at n = 784); with R = 2 "
-        "the stderr is the half-difference of two numbers and itself very uncertain. The demo's own test bound "
-        "(`make demo`: whole 10k test set, L^inf + L^r, 2 passes, 2 threads) was 96.86 ± 0.45, consistent with the "
-        "continuous-time row here."
+        "the stderr is the half-difference of two numbers and itself very uncertain."
+        + (f" The demo's own test bound of this checkpoint (`make demo`: whole 10k test set, L^inf + L^r, 2 passes, "
+           f"other draws; `test_bound.json` beside it) was {meta['demo_test_bound_nats']:.2f}."
+           if meta.get("demo_test_bound_nats") is not None else "")
     )
     if "--out" in meta["command"]:
         out.append("The run wrote to the directory given by --out; this table and plot were re-rendered from its JSON "
@@ -229,6 +231,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(args.render.read_text())
+        if "demo_test_bound_nats" not in saved["meta"]:  # results written before it was recorded
+            saved["meta"]["demo_test_bound_nats"] = _demo_test_bound(ROOT / saved["meta"]["checkpoint"], saved["meta"]["updates"])
+            args.render.write_text(json.dumps(saved, indent=1))
         args.out.mkdir(parents=True, exist_ok=True)
         plot(saved["results"], args.out / "mnist_likelihood.png", saved["meta"])
         table = render(saved["meta"], saved["results"])
@@ -274,6 +279,7 @@ def main(argv=None) -> int:
         parameters=sum(p.numel() for p in bfn.parameters()), updates=int(state["step"]), batch_size=config.batch_size,
         train_loss=config.loss, weights="EMA", autocast=str(bfn.autocast_dtype or "none"),
         test_examples=int(raw.shape[0]), repeats=args.repeats, batch=args.batch_size,
+        demo_test_bound_nats=_demo_test_bound(args.checkpoint, int(state["step"])),
     )
     settings = list(args.steps) + ([] if args.no_continuous else [None])
     rows = []

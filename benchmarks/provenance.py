@@ -3,6 +3,7 @@ every table in ``benchmarks/results/`` (shared by the benchmark scripts)."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import platform
 import subprocess
@@ -40,6 +41,17 @@ def cpu_features() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def demo_test_bound(checkpoint, step: int):
+    """The test bound (nats/image) that ``make demo`` wrote to ``test_bound.json`` beside
+    ``checkpoint``, if it was computed for the checkpoint's ``step``; else ``None``."""
+    path = pathlib.Path(checkpoint).parent / "test_bound.json"
+    try:
+        bound = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return bound.get("nats") if bound.get("checkpoint_step") == step else None
 
 
 def git_revision() -> str:

@@ -53,6 +53,7 @@ DEFAULT_CLASSIFIER = ROOT / "runs" / "mnist_classifier" / "classifier.pt"
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
+from provenance import demo_test_bound as _demo_test_bound  # noqa: E402
 from provenance import git_revision as _git  # noqa: E402
 
 
@@ -259,17 +260,6 @@ def notes(meta: dict, rows: list) -> list:
     return out
 
 
-def _test_bound(checkpoint, step: int):
-    """The test bound (nats/image) in ``test_bound.json`` beside ``checkpoint`` (what ``make demo``
-    writes), if it was computed for the checkpoint's step; else ``None``."""
-    path = pathlib.Path(checkpoint).parent / "test_bound.json"
-    try:
-        bound = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return bound.get("nats") if bound.get("checkpoint_step") == step else None
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=pathlib.Path, default=DEFAULT_CHECKPOINT,
@@ -290,7 +280,7 @@ def main(argv=None) -> int:
     if args.render:
         saved = json.loads(args.render.read_text())
         if "test_bound_nats" not in saved["meta"]:  # results written before the bound was recorded
-            saved["meta"]["test_bound_nats"] = _test_bound(ROOT / saved["meta"]["checkpoint"], saved["meta"]["updates"])
+            saved["meta"]["test_bound_nats"] = _demo_test_bound(ROOT / saved["meta"]["checkpoint"], saved["meta"]["updates"])
             args.render.write_text(json.dumps(saved, indent=1))
         table = render(saved["meta"], saved["results"])
         print(table)
@@ -344,7 +334,7 @@ def main(argv=None) -> int:
         checkpoint_label = str(args.checkpoint)
     meta.update(checkpoint=checkpoint_label, backbone=config.backbone, parameters=sum(p.numel() for p in bfn.parameters()),
                 updates=int(state["step"]), batch_size=config.batch_size, autocast=str(bfn.autocast_dtype or "none"),
-                test_bound_nats=_test_bound(args.checkpoint, int(state["step"])))
+                test_bound_nats=_demo_test_bound(args.checkpoint, int(state["step"])))
     torch.manual_seed(args.seed)
     sample_start = time.perf_counter()
     samples = []
