@@ -24,7 +24,7 @@ def cpu_model() -> str:
 
 
 #: The CPU features that decide which kernels torch can use for the backbone: bf16 autocast is
-#: fast only with AVX512-BF16 or AMX (on an AVX2-only CPU it falls back to slow reference
+#: fast only with AVX512-BF16 or AMX (on an AVX2-only CPU it falls back to slow generic
 #: convolutions), so a speed table means little without them.
 _FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 

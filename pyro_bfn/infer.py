@@ -281,6 +281,11 @@ class BFNLikelihood(TorchDistribution):
             draws = self.bfn.sample(count, self.sample_steps, context=context)
         return draws.reshape(shape + self.event_shape)
 
+    def _rows_per_call(self, count: int) -> int:
+        """Rows per network call when ``count`` rows are scored: ``max_batch``, else
+        ``max(count, 256)``."""
+        return self.max_batch or max(count, _ROWS_PER_CALL)
+
     def _bound(self, x_unique, index, context, stratum=0, strata: int = 1):
         """One draw of :math:`L + L^r` per row ``index`` of ``x_unique``, shape ``(N,)``; the
         time and flow draws are made once per row of ``x_unique``, the time (or step) of row
@@ -306,7 +311,7 @@ class BFNLikelihood(TorchDistribution):
         flow_input = data_type.sample_input(x_unique, t)
         end_input = data_type.sample_input(x_unique, torch.ones(unique, device=device, dtype=dtype))
         count = index.shape[0]
-        chunk = self.max_batch or max(count, _ROWS_PER_CALL)
+        chunk = self._rows_per_call(count)
         totals = []
         for start in range(0, count, chunk):
             rows = index[start : start + chunk]
@@ -346,7 +351,7 @@ class BFNLikelihood(TorchDistribution):
         # max_batch (default: max(N, 256)) rows instead of N
         repeats, count = self.num_repeats, index.shape[0]
         strata = repeats if self.stratified else 1
-        group = max(1, min(repeats, (self.max_batch or max(count, _ROWS_PER_CALL)) // max(count, 1)))
+        group = max(1, min(repeats, self._rows_per_call(count) // max(count, 1)))
         offsets = torch.arange(group, device=value.device)
         total = 0.0
         for first in range(0, repeats, group):

@@ -64,7 +64,7 @@ __all__ = [
 #: Examples/s of the likelihood bound (two network passes per example, no backward, inference
 #: mode) relative to training examples/s (forward + backward), used to reserve time for
 #: evaluation in a time budget until the ratio has been measured on the run's own model and
-#: machine (:meth:`Trainer._bound_speedup`, after the first log row). 3.0 was the demo model's
+#: machine (:meth:`Trainer._measure_bound_speedup`, after the second log row). 3.0 was the demo model's
 #: ratio with bf16 on an AVX512-BF16 CPU (66 vs 19.3 examples/s under a load of about 7, rounded
 #: down); in float32 on an AVX2-only CPU it is nearer 1.5, which is why it is measured.
 BOUND_SPEEDUP = 3.0
@@ -115,8 +115,8 @@ class TrainConfig:
         a 10k test set): training stops once its wall time plus
         ``budget_reserve_examples / (s * r)`` reaches the budget, ``r`` being the median
         training examples/s of the last five log rows and ``s`` the ratio of bound to training
-        examples/s, measured once per session on the EMA model after the first log row (a
-        seconds-long timing that leaves the random state untouched). The estimate adapts to
+        examples/s, measured once per session on the EMA model after the second log row (a
+        timing of at most 128 examples that leaves the random state untouched). The estimate adapts to
         the machine's load, so a run on a busy machine trains for less time and still finishes
         its evaluation within the budget.
     :ivar log_interval: steps per row of ``train_log.csv`` (the loss is averaged over them).
@@ -372,7 +372,7 @@ def make_optimizer(parameters, lr: float, betas=(0.9, 0.98), weight_decay: float
     (``benchmarks/results/speed.md``), and a whole training step with the plain loop was about 9%
     slower (``benchmarks/results/reference_side_by_side.md``). The update is the same algorithm up
     to floating-point rounding."""
-    parameters = [p for p in parameters]
+    parameters = list(parameters)
     devices = {p.device.type for p in parameters}
     fused = len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in parameters)
     kwargs = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay)

@@ -85,7 +85,7 @@ def _gauss_legendre(num_nodes: int):
 
 
 #: :math:`3 + \\sqrt 8`, the rate of the alternating-series acceleration of
-#: :func:`expected_logaddexp_normal`: ``n`` terms leave a relative error below ``2 / 5.83^n``.
+#: :func:`expected_logaddexp_normal`: ``n`` terms leave an error below ``2 S / 5.83^n``, ``S`` the sum.
 _ACCELERATION_RATE = 3.0 + math.sqrt(8.0)
 
 
