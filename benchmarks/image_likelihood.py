@@ -8,7 +8,7 @@ One command::
     python benchmarks/image_likelihood.py --datasets fashion_mnist_16 --steps 200   # one dataset, shorter
 
 Settings (``--datasets``): Fashion-MNIST at 16 and 256 bins (28x28 grey), the natural-image
-patches at 256 bins (32x32 colour; :func:`pyro_bfn.data.load_natural_image_patches`). For each,
+patches at 256 bins (32x32 colour; :func:`pyro_bfn.datasets.load_natural_image_patches`). For each,
 two models are trained from the same seed with the same network (``--backbone``, default the
 1.08M-parameter ``unet_mnist_small_variant``), batch, learning rate and number of updates:
 

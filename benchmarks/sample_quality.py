@@ -99,7 +99,7 @@ def train_classifier(path: pathlib.Path, epochs: int, seed: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from pyro_bfn.data import load_mnist
+    from pyro_bfn.datasets import load_mnist
 
     pixels, labels = load_mnist("train_full")
     pixels = torch.as_tensor(pixels).reshape(-1, 1, 28, 28)
@@ -296,7 +296,7 @@ def main(argv=None) -> int:
     import torch
 
     from pyro_bfn import metrics
-    from pyro_bfn.data import load_mnist
+    from pyro_bfn.datasets import load_mnist
     from pyro_bfn.plotting import save_image_grid
     from pyro_bfn.training import load_model
 

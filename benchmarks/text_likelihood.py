@@ -431,7 +431,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     import pyro
 
-    from pyro_bfn import data
+    from pyro_bfn import datasets as data
     from pyro_bfn.evaluation import evaluate_bound
     from pyro_bfn.training import TrainConfig, Trainer
     from pyro_bfn.zoo import get_dataset

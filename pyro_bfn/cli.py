@@ -180,7 +180,7 @@ def main(argv=None) -> int:
 
     expected = (ConfigError, CheckpointError, TrainingDivergedError, FileNotFoundError)
     try:  # the data module's "file present but wrong" error, when the module is there
-        from .data import DataIntegrityError
+        from .datasets import DataIntegrityError
 
         expected += (DataIntegrityError,)
     except ImportError:  # pragma: no cover

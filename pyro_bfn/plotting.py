@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from .data import TEXT8_ALPHABET as _ALPHABET  # index 0 is the space, 1..26 are a..z
+from .datasets import TEXT8_ALPHABET as _ALPHABET  # index 0 is the space, 1..26 are a..z
 
 __all__ = ["decode_symbols", "plot_training_curves", "save_image_grid", "save_text_samples"]
 

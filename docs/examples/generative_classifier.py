@@ -38,8 +38,8 @@ from pyro_bfn.zoo import build_bfn, get_dataset
 
 
 def load_mnist(split):
-    """(uint8 pixels (N, 784), int64 labels (N,)) from :func:`pyro_bfn.data.load_mnist`."""
-    from pyro_bfn import data
+    """(uint8 pixels (N, 784), int64 labels (N,)) from :func:`pyro_bfn.datasets.load_mnist`."""
+    from pyro_bfn import datasets as data
 
     pixels, labels = data.load_mnist(split)
     return torch.as_tensor(pixels).reshape(-1, 784), torch.as_tensor(labels).long()

