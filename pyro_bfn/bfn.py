@@ -23,10 +23,13 @@ shape ``(B,)`` or float vectors of shape ``(B, D)``), passed to the network as
 :mod:`pyro_bfn.models` do when built with ``num_classes`` or ``context_dim``). With
 ``context_dropout = p`` the training loss replaces each example's context by the null token
 with probability ``p`` (classifier-free training): labels by
-:data:`~pyro_bfn.models.layers.NULL_LABEL` (``-1``), float vectors by a row of NaN, which the
-backbones' :class:`~pyro_bfn.models.layers.ContextEmbedding` maps to a learned null
+:data:`~pyro_bfn.models.NULL_LABEL` (``-1``), float vectors by a row of NaN, which the
+backbones' :class:`~pyro_bfn.models.ContextEmbedding` maps to a learned null
 embedding. ``context=None`` is the null context for a conditional network, and no context at
 all for an unconditional one.
+
+The n-step times :math:`t_{i-1} = (i-1)/n`, the random times and steps of the losses and the
+generative loop of the sampler are those of :mod:`pyro_bfn.sampling`.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from .data_types import DataType
+from .checks import check_integer
+from .data_types import DataType, per_example
 from .distributions import continuous_time_kl_rate
 from .distributions.util import validation_enabled_for
-from .models.layers import NULL_LABEL
+from .models import NULL_LABEL
+from .sampling import TimeGrid, draw_times, get_sampler
 
 __all__ = ["BFN", "LossTerms", "drop_context"]
 
@@ -51,17 +56,20 @@ __all__ = ["BFN", "LossTerms", "drop_context"]
 class LossTerms:
     """Per-example loss terms in nats, each of shape ``(B,)``.
 
-    :ivar flow: :math:`L^n` (n-step) or :math:`L^\\infty` (continuous time).
+    :ivar transmission: the transmission cost of the sender's messages, :math:`L^n` (n-step)
+        or :math:`L^\\infty` (continuous time).
     :ivar reconstruction: :math:`L^r`, or ``None`` when not computed.
     """
 
-    flow: torch.Tensor
+    transmission: torch.Tensor
     reconstruction: torch.Tensor | None = None
 
     @property
     def total(self) -> torch.Tensor:
         """:math:`L + L^r` (the negative likelihood bound) per example, shape ``(B,)``."""
-        return self.flow if self.reconstruction is None else self.flow + self.reconstruction
+        if self.reconstruction is None:
+            return self.transmission
+        return self.transmission + self.reconstruction
 
 
 def _sum_data_dims(value: torch.Tensor) -> torch.Tensor:
@@ -70,10 +78,10 @@ def _sum_data_dims(value: torch.Tensor) -> torch.Tensor:
 
 def drop_context(context: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
     """Replace the context of the examples where ``drop`` (bool, shape ``(B,)``) is true by the
-    null token: :data:`~pyro_bfn.models.layers.NULL_LABEL` for integer labels, NaN for float
+    null token: :data:`~pyro_bfn.models.NULL_LABEL` for integer labels, NaN for float
     vectors."""
     if context.is_floating_point():
-        mask = drop.reshape(drop.shape + (1,) * (context.dim() - 1))
+        mask = per_example(drop, context, name="drop")
         return torch.where(mask, torch.full_like(context, math.nan), context)
     return torch.where(drop, torch.full_like(context, NULL_LABEL), context)
 
@@ -141,15 +149,26 @@ class BFN(nn.Module):
             network_output = network_output.float()  # loss arithmetic never in half precision
         return self.data_type.output(network_output, input_distribution, t, validate_args=False)
 
-    def _check_batch(self, x: torch.Tensor) -> None:
+    def check_data(self, x: torch.Tensor) -> None:
+        """Raise a :class:`ValueError` naming the problem unless ``x`` is a batch of data: a
+        tensor of shape ``(B, *data_shape)`` with ``B >= 1`` whose values are valid for the data
+        type (:meth:`~pyro_bfn.data_types.DataType.check_data`)."""
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
-        if tuple(x.shape[1:]) != self.data_shape:
+        if x.dim() == 0 or tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one example, got an empty batch of shape {tuple(x.shape)}")
         self.data_type.check_data(x)
 
-    def _check_context(self, context, batch: int):
-        """``None``, or a tensor whose leading dimension is the batch size."""
+    def check_context(self, context, batch: int):
+        """Return ``context`` if it is ``None`` or a tensor of leading dimension ``batch``, else
+        raise a :class:`ValueError` naming the problem.
+
+        :param context: class labels of shape ``(B,)``, float vectors of shape ``(B, D)``, or
+            ``None``.
+        :param int batch: ``B``.
+        """
         if context is None:
             return None
         if not isinstance(context, torch.Tensor):
@@ -174,9 +193,9 @@ class BFN(nn.Module):
         :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` to use
             (batch shape ``(B, *data_shape)``); drawn here when ``None``.
         """
-        self._check_batch(x)
+        self.check_data(x)
         if t is None:
-            t = torch.rand(x.shape[0], device=x.device, dtype=self.dtype)
+            t = draw_times(x.shape[0], device=x.device, dtype=self.dtype)
         if input_distribution is None:
             input_distribution = self.data_type.sample_input(x, t, validate_args=False)
         output = self.output_distribution(input_distribution, t, context)
@@ -192,14 +211,15 @@ class BFN(nn.Module):
         :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t_{i-1})`
             to use; drawn here when ``None``.
         """
-        self._check_batch(x)
+        self.check_data(x)
+        grid = TimeGrid(n_steps)
         if i is None:
-            i = torch.randint(1, n_steps + 1, (x.shape[0],), device=x.device)
-        t = (i - 1).to(self.dtype) / n_steps
+            i = grid.draw_steps(x.shape[0], device=x.device)
+        t = grid.start_time(i, self.dtype)
         if input_distribution is None:
             input_distribution = self.data_type.sample_input(x, t, validate_args=False)
         output = self.output_distribution(input_distribution, t, context)
-        accuracy = self.data_type.step_accuracy(i, n_steps, x, self.dtype)
+        accuracy = grid.accuracy(self.data_type, i, x, self.dtype)
         sender = self.data_type.sender(x, accuracy, validate_args=False)
         receiver = self.data_type.receiver(output, accuracy)
         return n_steps * _sum_data_dims(kl_divergence(sender, receiver))
@@ -210,7 +230,7 @@ class BFN(nn.Module):
         :param input_distribution: a draw of :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, 1)` to
             use; drawn here when ``None``.
         """
-        self._check_batch(x)
+        self.check_data(x)
         t = torch.ones(x.shape[0], device=x.device, dtype=self.dtype)
         if input_distribution is None:
             input_distribution = self.data_type.sample_input(x, t, validate_args=False)
@@ -227,56 +247,57 @@ class BFN(nn.Module):
             training mode each example's context is dropped to the null token with probability
             ``context_dropout``.
         """
-        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.data_shape:
-            self._check_batch(x)  # raises, naming the problem (each loss below checks the values)
-        context = self._training_context(self._check_context(context, x.shape[0]))
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0 or tuple(x.shape[1:]) != self.data_shape:
+            self.check_data(x)  # raises, naming the problem (each loss below checks the values)
+        check_integer("n_steps", n_steps, allow_none=True)
+        context = self._training_context(self.check_context(context, x.shape[0]))
         if n_steps is None:
-            flow = self.continuous_time_loss(x, context=context)
+            transmission = self.continuous_time_loss(x, context=context)
         else:
-            if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-                raise ValueError(f"n_steps must be a positive integer or None, got {n_steps!r}")
-            flow = self.discrete_time_loss(x, n_steps, context=context)
-        return LossTerms(flow, self.reconstruction_loss(x, context=context) if reconstruction else None)
+            transmission = self.discrete_time_loss(x, n_steps, context=context)
+        return LossTerms(transmission, self.reconstruction_loss(x, context=context) if reconstruction else None)
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, num_samples: int, n_steps: int, mode: bool = False, device=None, progress=None, context=None):
-        """Draw ``num_samples`` examples with the paper's ``n``-step sampler: from the prior, for
+    def sample(
+        self,
+        num_samples: int,
+        n_steps: int,
+        mode: bool = False,
+        device=None,
+        progress=None,
+        context=None,
+        sampler: str = "ancestral",
+    ):
+        """Draw ``num_samples`` examples with ``n_steps`` steps of a registered sampler
+        (:func:`pyro_bfn.sampling.registry.get_sampler`). The default, ``"ancestral"``, is the
+        paper's sampler (:func:`pyro_bfn.sampling.samplers.ancestral`): from the prior, for
         ``i = 1..n``: run the network at :math:`t_{i-1}`, draw :math:`k \\sim p_O`, draw
         :math:`y \\sim p_S(\\cdot \\mid k;\\, \\alpha_i)`, apply the Bayesian update. Every one of the
         ``n`` updates happens; then the network runs at ``t = 1`` and a draw from :math:`p_O` (or
         its mode) is returned, shape ``(num_samples, *data_shape)``.
 
+        :param int num_samples: ``B >= 1``.
+        :param int n_steps: ``n >= 1``.
+        :param bool mode: return the mode of the last output distribution instead of a draw.
+        :param device: default: the device of the parameters.
         :param progress: optional callable ``progress(i, n_steps)`` called after each update.
         :param context: optional conditioning: one label or vector for every sample (an ``int``,
             a 0-d tensor or a vector of shape ``(D,)`` is repeated), or ``num_samples`` of them.
+        :param str sampler: the name of a registered sampler
+            (:func:`~pyro_bfn.sampling.registry.list_samplers`).
 
         The updates run under ``torch.inference_mode`` (no autograd bookkeeping); the result is
         copied out of it, so it is an ordinary tensor that later autograd code can use.
         """
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        check_integer("num_samples", num_samples)
+        grid = TimeGrid(n_steps)
+        run_sampler = get_sampler(sampler)
         if device is None:
             device = next(self.parameters()).device
         context = self._sampling_context(context, num_samples, device)
         with torch.inference_mode():
-            samples = self._sample(num_samples, n_steps, mode, device, progress, context)
-        return samples.clone()
-
-    def _sample(self, num_samples, n_steps, mode, device, progress, context):
-        shape = (num_samples,) + self.data_shape
-        dtype = self.dtype
-        input_distribution = self.data_type.prior(shape, dtype=dtype, device=device)
-        for step in range(1, n_steps + 1):
-            t = torch.full((num_samples,), (step - 1) / n_steps, device=device, dtype=dtype)
-            k = self.output_distribution(input_distribution, t, context).sample()
-            i = torch.full((num_samples,), step, device=device)
-            accuracy = self.data_type.step_accuracy(i, n_steps, k, dtype)
-            y = self.data_type.sender(k, accuracy, validate_args=False).sample()
-            input_distribution = input_distribution.update(y, accuracy)
-            if progress is not None:
-                progress(step, n_steps)
-        output = self.output_distribution(input_distribution, torch.ones(num_samples, device=device, dtype=dtype), context)
-        return output.mode if mode else output.sample()
+            result = run_sampler(self, num_samples, grid, context=context, mode=mode, progress=progress, device=device)
+        return result.samples.clone()
 
     def _sampling_context(self, context, num_samples: int, device):
         if context is None:
@@ -292,4 +313,4 @@ class BFN(nn.Module):
             return context.expand(num_samples)
         if context.is_floating_point() and context.dim() == 1:
             return context.expand(num_samples, context.shape[0])
-        return self._check_context(context, num_samples)
+        return self.check_context(context, num_samples)

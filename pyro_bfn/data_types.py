@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from .checks import check_integer
 from .distributions import (
     CategoricalInput,
     CategoricalOutput,
@@ -35,21 +36,23 @@ from .distributions import (
     bin_centres,
     bin_index,
 )
-from .distributions.discretised import _check_num_bins
 from .distributions.util import validation_enabled_for
 from .schedules import ContinuousSchedule, DiscreteSchedule
 
-__all__ = ["ContinuousData", "DataType", "DiscreteData", "DiscretisedData", "T_MIN"]
+__all__ = ["ContinuousData", "DataType", "DiscreteData", "DiscretisedData", "T_MIN", "per_example"]
 
 #: Below this time the network's noise prediction is not used (paper Sec. 3.6).
 T_MIN = 1e-6
 
 
-def _per_example(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape times ``(B,)`` to broadcast over ``like`` of shape ``(B, *data_shape)``."""
-    if t.dim() != 1 or t.shape[0] != like.shape[0]:
-        raise ValueError(f"t must have shape (batch,) = ({like.shape[0]},), got {tuple(t.shape)}")
-    return t.reshape(t.shape + (1,) * (like.dim() - 1))
+def per_example(values: torch.Tensor, like, name: str = "t") -> torch.Tensor:
+    """Reshape per-example values of shape ``(B,)`` (times, accuracies, masks) to broadcast over
+    ``like``, a tensor of shape ``(B, *rest)`` or that shape: the result has shape
+    ``(B, 1, ..., 1)``. ``name`` names ``values`` in the error raised for a wrong shape."""
+    shape = like.shape if isinstance(like, torch.Tensor) else torch.Size(like)
+    if values.dim() != 1 or values.shape[0] != shape[0]:
+        raise ValueError(f"{name} must have shape (batch,) = ({shape[0]},), got {tuple(values.shape)}")
+    return values.reshape(values.shape + (1,) * (len(shape) - 1))
 
 
 def _check_bin_centres(x: torch.Tensor, num_bins: int) -> None:
@@ -109,12 +112,13 @@ class DataType:
         return output
 
     def step_accuracy(self, i, n_steps, x, dtype):
-        """:math:`\\alpha_i` in ``dtype`` for step indices ``i`` of shape ``(B,)``, broadcasting over data ``x``."""
-        return _per_example(self.schedule.step_accuracy(i, n_steps, dtype=dtype), x)
+        """:math:`\\alpha_i` in ``dtype`` for step indices ``i`` of shape ``(B,)``, broadcasting over
+        data ``x`` of shape ``(B, *data_shape)`` (or over that shape itself)."""
+        return per_example(self.schedule.step_accuracy(i, n_steps, dtype=dtype), x, name="i")
 
     def rate(self, t, x):
         """:math:`\\alpha(t)` (in the dtype of ``t``, shape ``(B,)``), broadcasting over data ``x``."""
-        return _per_example(self.schedule.alpha(t), x)
+        return per_example(self.schedule.alpha(t), x)
 
     def num_variables(self, data_shape) -> int:
         return math.prod(data_shape)
@@ -135,7 +139,7 @@ class _NormalInputData(DataType):
         return NormalInput.prior(shape, dtype=dtype, device=device)
 
     def flow(self, x, t, validate_args=None):
-        return NormalFlow(x, _per_example(self.schedule.beta(t).to(x.dtype), x), validate_args=validate_args)
+        return NormalFlow(x, per_example(self.schedule.beta(t).to(x.dtype), x), validate_args=validate_args)
 
     def sample_input(self, x, t, validate_args=None):
         flow = self.flow(x, t, validate_args)
@@ -151,7 +155,7 @@ class _NormalInputData(DataType):
         """The data prediction from a noise prediction (paper Sec. 3.6):
         :math:`\\hat x = \\mu/\\gamma - \\sqrt{(1-\\gamma)/\\gamma}\\, \\hat\\epsilon`, and
         :math:`\\sqrt{(1-\\gamma)/\\gamma}`; below ``t_min`` the caller uses the prior guess."""
-        t = _per_example(t, loc)
+        t = per_example(t, loc)
         gamma = self.schedule.gamma(t.clamp(min=self.t_min)).to(loc.dtype)
         noise_scale = ((1 - gamma) / gamma).sqrt()
         return loc / gamma - noise_scale * noise, noise_scale, t < self.t_min
@@ -178,7 +182,7 @@ class ContinuousData(_NormalInputData):
     def __init__(self, sigma_1: float = 0.02, t_min: float = T_MIN, clip=(-1.0, 1.0), num_bins: int | None = None):
         super().__init__(sigma_1, t_min)
         self.clip = clip
-        self.num_bins = None if num_bins is None else _check_num_bins(num_bins)
+        self.num_bins = check_integer("num_bins", num_bins, minimum=2, allow_none=True)
 
     def __repr__(self):
         bins = "" if self.num_bins is None else f", num_bins={self.num_bins}"
@@ -226,7 +230,7 @@ class DiscretisedData(_NormalInputData):
     num_output_features = 2
 
     def __init__(self, num_bins: int, sigma_1: float | None = None, t_min: float = T_MIN):
-        self.num_bins = _check_num_bins(num_bins)
+        self.num_bins = check_integer("num_bins", num_bins, minimum=2)
         if sigma_1 is None:
             sigma_1 = 1e-3 if num_bins > 16 else math.sqrt(1e-3)
         super().__init__(sigma_1, t_min)
@@ -279,9 +283,7 @@ class DiscreteData(DataType):
     """
 
     def __init__(self, num_classes: int, beta_1: float, kl_samples: int = 16):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_integer("num_classes", num_classes, minimum=2)
         self.schedule = DiscreteSchedule(beta_1)
         self.kl_samples = kl_samples
         self.num_input_features = 1 if num_classes == 2 else num_classes
@@ -300,7 +302,7 @@ class DiscreteData(DataType):
         return CategoricalInput.prior(shape, self.num_classes, dtype=dtype, device=device)
 
     def flow(self, x, t, validate_args=None):
-        beta = _per_example(self.schedule.beta(t), x)
+        beta = per_example(self.schedule.beta(t), x)
         return DiscreteFlow(x, beta, self.num_classes, validate_args=validate_args)
 
     def sample_input(self, x, t, validate_args=None):

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .bfn import BFN
+from .checks import check_integer
 
 __all__ = ["BoundResult", "evaluate_bound"]
 
@@ -31,7 +32,8 @@ class BoundResult:
 
     :ivar nats: mean of :math:`L + L^r` per example, nats.
     :ivar nats_stderr: its standard error (see the module docstring).
-    :ivar flow_nats: the mean of :math:`L^n` or :math:`L^\\infty`.
+    :ivar flow_nats: the mean of the transmission term :math:`L^n` or :math:`L^\\infty`
+        (:attr:`LossTerms.transmission <pyro_bfn.bfn.LossTerms.transmission>`).
     :ivar reconstruction_nats: the mean of :math:`L^r`.
     :ivar bits_per_dim: ``nats / (num_dims * ln 2)`` (bits per character for text).
     :ivar stderr_kind: ``"passes"`` or ``"examples"``.
@@ -95,8 +97,8 @@ def evaluate_bound(
     :param int max_examples: score only the first examples of the split.
     :param raw: raw data to use instead of ``spec.load(split)`` (shape ``(N, *data_shape)``).
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    check_integer("repeats", repeats)
+    check_integer("batch_size", batch_size)
     if device is None:
         device = next(bfn.parameters()).device
     if raw is None:
@@ -109,7 +111,7 @@ def evaluate_bound(
     was_training = bfn.training
     bfn.eval()
     start = time.perf_counter()
-    pass_means, flow_sum, reconstruction_sum, all_values = [], 0.0, 0.0, []
+    pass_means, transmission_sum, reconstruction_sum, all_values = [], 0.0, 0.0, []
     batches = math.ceil(num_examples / batch_size)
     bar = tqdm(total=repeats * batches, desc=f"bound {split}", disable=not progress, leave=False)
     try:
@@ -122,12 +124,12 @@ def evaluate_bound(
                     x = spec.prepare(raw[start_index : start_index + batch_size], generator).to(device)
                     terms = bfn.loss(x, n_steps=n_steps, reconstruction=True)
                     # summed in float64, so that the bound is exactly its two terms' sum
-                    flow, reconstruction = terms.flow.double().cpu(), terms.reconstruction.double().cpu()
-                    values = flow + reconstruction
+                    transmission, reconstruction = terms.transmission.double().cpu(), terms.reconstruction.double().cpu()
+                    values = transmission + reconstruction
                     if not torch.isfinite(values).all():
                         raise FloatingPointError("the likelihood bound is not finite for some examples")
                     total += values.sum().item()
-                    flow_sum += flow.sum().item()
+                    transmission_sum += transmission.sum().item()
                     reconstruction_sum += reconstruction.sum().item()
                     if repeats == 1:
                         all_values.append(values)
@@ -149,7 +151,7 @@ def evaluate_bound(
     return BoundResult(
         nats=nats,
         nats_stderr=stderr,
-        flow_nats=flow_sum / count,
+        flow_nats=transmission_sum / count,
         reconstruction_nats=reconstruction_sum / count,
         bits_per_dim=nats / scale,
         bits_per_dim_stderr=stderr / scale,

@@ -46,30 +46,18 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints
 
 from .bfn import BFN
+from .checks import check_integer
 from .data_types import ContinuousData, DiscreteData, DiscretisedData
 from .distributions import CategoricalInput, DiscretisedOutput, NormalInput
+from .sampling import TimeGrid, draw_times, run_steps
 
 __all__ = ["BFNLikelihood", "bfn_guide", "bfn_model", "step_site_names"]
-
-
-def _check_steps(n_steps) -> int:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    return n_steps
 
 
 def step_site_names(n_steps: int, name: str = "bfn") -> list:
     """The names of the latent sites of :func:`bfn_model` and :func:`bfn_guide`:
     ``["{name}_y_1", ..., "{name}_y_n"]``; the observed site is ``"{name}_x"``."""
-    return [f"{name}_y_{i}" for i in range(1, _check_steps(n_steps) + 1)]
-
-
-def _step(bfn: BFN, x: torch.Tensor, step: int, n_steps: int):
-    """:math:`t_{i-1}` of shape ``(B,)`` and :math:`\\alpha_i` broadcasting over ``x``."""
-    batch = x.shape[0]
-    t = torch.full((batch,), (step - 1) / n_steps, device=x.device, dtype=bfn.dtype)
-    i = torch.full((batch,), step, device=x.device, dtype=torch.long)
-    return t, bfn.data_type.step_accuracy(i, n_steps, x, bfn.dtype)
+    return [f"{name}_y_{i}" for i in TimeGrid(n_steps).steps()]
 
 
 def bfn_model(bfn: BFN, x: torch.Tensor, n_steps: int, context=None, name: str = "bfn"):
@@ -98,24 +86,20 @@ def bfn_model(bfn: BFN, x: torch.Tensor, n_steps: int, context=None, name: str =
     :param str name: prefix of the site, plate and module names.
     :returns: the final input distribution :math:`\\theta_n` (batch shape ``(B, *data_shape)``).
     """
-    n_steps = _check_steps(n_steps)
-    bfn._check_batch(x)
-    context = bfn._check_context(context, x.shape[0])
+    grid = TimeGrid(n_steps)
+    bfn.check_data(x)
+    context = bfn.check_context(context, x.shape[0])
     pyro.module(name, bfn)
     data_type, event_dims = bfn.data_type, len(bfn.data_shape)
-    batch = x.shape[0]
-    with pyro.plate(f"{name}_examples", batch):
-        input_distribution = data_type.prior((batch,) + bfn.data_shape, dtype=bfn.dtype, device=x.device)
-        for step, site in enumerate(step_site_names(n_steps, name), start=1):
-            t, accuracy = _step(bfn, x, step, n_steps)
-            output = bfn.output_distribution(input_distribution, t, context)
-            receiver = data_type.receiver(output, accuracy)
-            y = pyro.sample(site, receiver.to_event(event_dims))
-            input_distribution = input_distribution.update(y, accuracy)
-        t = torch.ones(batch, device=x.device, dtype=bfn.dtype)
-        output = bfn.output_distribution(input_distribution, t, context)
-        pyro.sample(f"{name}_x", data_type.reconstruction_distribution(output).to_event(event_dims), obs=x)
-    return input_distribution
+    sites = step_site_names(n_steps, name)
+
+    def draw(step, output, accuracy):
+        return pyro.sample(sites[step - 1], data_type.receiver(output, accuracy).to_event(event_dims))
+
+    with pyro.plate(f"{name}_examples", x.shape[0]):
+        result = run_steps(bfn, grid, x.shape[0], draw, device=x.device, context=context)
+        pyro.sample(f"{name}_x", data_type.reconstruction_distribution(result.output).to_event(event_dims), obs=x)
+    return result.input_distribution
 
 
 def bfn_guide(bfn: BFN, x: torch.Tensor, n_steps: int, context=None, name: str = "bfn"):
@@ -124,13 +108,13 @@ def bfn_guide(bfn: BFN, x: torch.Tensor, n_steps: int, context=None, name: str =
     ignores ``context``; its signature matches :func:`bfn_model` so both take the same
     arguments in ``pyro.infer.SVI``.
     """
-    n_steps = _check_steps(n_steps)
-    bfn._check_batch(x)
+    grid = TimeGrid(n_steps)
+    bfn.check_data(x)
     data_type, event_dims = bfn.data_type, len(bfn.data_shape)
     with pyro.plate(f"{name}_examples", x.shape[0]):
-        for step, site in enumerate(step_site_names(n_steps, name), start=1):
-            _, accuracy = _step(bfn, x, step, n_steps)
-            pyro.sample(site, data_type.sender(x, accuracy).to_event(event_dims))
+        for step, site in zip(grid.steps(), step_site_names(n_steps, name)):
+            i = torch.full((x.shape[0],), step, device=x.device)
+            pyro.sample(site, data_type.sender(x, grid.accuracy(data_type, i, x, bfn.dtype)).to_event(event_dims))
 
 
 #: Rows per network call that BFNLikelihood.log_prob fills by stacking repeats of a small batch
@@ -215,17 +199,11 @@ class BFNLikelihood(TorchDistribution):
     ):
         if not isinstance(bfn, BFN):
             raise TypeError(f"bfn must be a BFN, got {type(bfn).__name__}")
-        if n_steps is not None:
-            _check_steps(n_steps)
-        if isinstance(num_repeats, bool) or not isinstance(num_repeats, int) or num_repeats < 1:
-            raise ValueError(f"num_repeats must be a positive integer, got {num_repeats!r}")
-        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
-            raise ValueError(f"max_batch must be a positive integer or None, got {max_batch!r}")
         self.bfn = bfn
-        self.n_steps = n_steps
-        self.num_repeats = num_repeats
-        self.sample_steps = _check_steps(sample_steps if sample_steps is not None else (n_steps or 100))
-        self.max_batch = max_batch
+        self.n_steps = check_integer("n_steps", n_steps, allow_none=True)
+        self.num_repeats = check_integer("num_repeats", num_repeats)
+        self.sample_steps = check_integer("sample_steps", sample_steps if sample_steps is not None else (n_steps or 100))
+        self.max_batch = check_integer("max_batch", max_batch, allow_none=True)
         self.stratified = bool(stratified)
         if context is not None:
             if not isinstance(context, torch.Tensor):
@@ -294,20 +272,12 @@ class BFNLikelihood(TorchDistribution):
         bfn, data_type = self.bfn, self.bfn.data_type
         unique = x_unique.shape[0]
         device, dtype = x_unique.device, bfn.dtype
-        if strata == 1:
-            if self.n_steps is None:
-                step = None
-                t = torch.rand(unique, device=device, dtype=dtype)
-            else:
-                step = torch.randint(1, self.n_steps + 1, (unique,), device=device)
-                t = (step - 1).to(dtype) / self.n_steps
+        if self.n_steps is None:
+            step, t = None, draw_times(unique, device=device, dtype=dtype, stratum=stratum, strata=strata)
         else:
-            u = (stratum + torch.rand(unique, device=device, dtype=torch.float64)) / strata
-            if self.n_steps is None:
-                step, t = None, u.to(dtype)
-            else:
-                step = (u * self.n_steps).floor().long().clamp(max=self.n_steps - 1) + 1
-                t = (step - 1).to(dtype) / self.n_steps
+            grid = TimeGrid(self.n_steps)
+            step = grid.draw_steps(unique, device=device, stratum=stratum, strata=strata)
+            t = grid.start_time(step, dtype)
         flow_input = data_type.sample_input(x_unique, t)
         end_input = data_type.sample_input(x_unique, torch.ones(unique, device=device, dtype=dtype))
         count = index.shape[0]
@@ -318,11 +288,11 @@ class BFNLikelihood(TorchDistribution):
             x = x_unique[rows]
             part_context = None if context is None else context[start : start + chunk]
             if step is None:
-                flow = bfn.continuous_time_loss(x, t[rows], part_context, _index_input(flow_input, rows))
+                transmission = bfn.continuous_time_loss(x, t[rows], part_context, _index_input(flow_input, rows))
             else:
-                flow = bfn.discrete_time_loss(x, self.n_steps, step[rows], part_context, _index_input(flow_input, rows))
+                transmission = bfn.discrete_time_loss(x, self.n_steps, step[rows], part_context, _index_input(flow_input, rows))
             reconstruction = bfn.reconstruction_loss(x, part_context, _index_input(end_input, rows))
-            totals.append(flow + reconstruction)
+            totals.append(transmission + reconstruction)
         return torch.cat(totals)
 
     def log_prob(self, value):

@@ -8,7 +8,8 @@ step accuracies
 .. math:: \\alpha_i = \\beta(t_i) - \\beta(t_{i-1}), \\qquad \\sum_{i=1}^n \\alpha_i = \\beta(1),
 
 which is exactly what makes the n-step and continuous-time processes agree, because
-accuracies add (paper Sec. 3.4).
+accuracies add (paper Sec. 3.4). The grid :math:`t_i` itself is
+:class:`pyro_bfn.sampling.grid.TimeGrid`'s.
 
 Two families are defined:
 
@@ -29,6 +30,8 @@ from numbers import Real
 
 import torch
 
+from .checks import check_integer
+
 __all__ = ["AccuracySchedule", "ContinuousSchedule", "DiscreteSchedule"]
 
 
@@ -44,12 +47,6 @@ def _as_time(t, like: torch.Tensor | None = None) -> torch.Tensor:
             raise ValueError("t contains NaN")
         raise ValueError(f"t must lie in [0, 1], got values in [{t.min().item()}, {t.max().item()}]")
     return t
-
-
-def _check_steps(n_steps) -> int:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    return n_steps
 
 
 def _check_step_index(i: torch.Tensor, n_steps: int) -> torch.Tensor:
@@ -98,7 +95,7 @@ class AccuracySchedule:
 
     def step_accuracies(self, n_steps: int, dtype=None, device=None) -> torch.Tensor:
         """All n-step accuracies :math:`(\\alpha_1, \\dots, \\alpha_n)`, shape ``(n_steps,)``."""
-        n_steps = _check_steps(n_steps)
+        n_steps = check_integer("n_steps", n_steps)
         i = torch.arange(1, n_steps + 1, device=device)
         return self.step_accuracy(i, n_steps, dtype=dtype)
 
@@ -145,7 +142,7 @@ class ContinuousSchedule(AccuracySchedule):
         return -torch.expm1(2.0 * self._log_sigma_1 * t)
 
     def step_accuracy(self, i, n_steps: int, dtype=None) -> torch.Tensor:
-        n_steps = _check_steps(n_steps)
+        n_steps = check_integer("n_steps", n_steps)
         i = _check_step_index(i, n_steps)
         i = i.to(dtype or torch.get_default_dtype())
         # sigma_1^(-2i/n) (1 - sigma_1^(2/n)), with 1 - sigma_1^(2/n) = -expm1(2 ln(sigma_1) / n)
@@ -186,7 +183,7 @@ class DiscreteSchedule(AccuracySchedule):
         return 2.0 * self.beta_1 * t
 
     def step_accuracy(self, i, n_steps: int, dtype=None) -> torch.Tensor:
-        n_steps = _check_steps(n_steps)
+        n_steps = check_integer("n_steps", n_steps)
         i = _check_step_index(i, n_steps)
         i = i.to(dtype or torch.get_default_dtype())
         return self.beta_1 * (2.0 * i - 1.0) / (n_steps * n_steps)

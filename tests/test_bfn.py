@@ -306,7 +306,7 @@ def test_autocast_keeps_the_loss_in_float32():
     bfn = BFN(data_type, Wrap(), SHAPE, autocast_dtype=torch.bfloat16)
     x = torch.randint(0, 2, (4, *SHAPE))
     terms = bfn.loss(x, n_steps=10)
-    assert terms.flow.dtype == torch.float32 and terms.reconstruction.dtype == torch.float32
+    assert terms.transmission.dtype == torch.float32 and terms.reconstruction.dtype == torch.float32
     assert torch.isfinite(terms.total).all()
     terms.total.mean().backward()
     assert torch.isfinite(network.weight.grad).all()
@@ -449,3 +449,44 @@ def test_an_overflowing_log_scale_output_is_named():
     x = DiscretisedData(16).from_integers(torch.randint(0, 16, (2, *SHAPE)))
     with pytest.raises(ValueError, match="output scale of 0 or inf"):
         bfn.loss(x)
+
+
+def test_an_empty_batch_is_named():
+    bfn = BFN(DiscreteData(2, 3.0), Constant([0.0]), SHAPE)
+    empty = torch.zeros((0, *SHAPE), dtype=torch.long)
+    for n_steps in (None, 4):
+        with pytest.raises(ValueError, match="x must hold at least one example"):
+            bfn.loss(empty, n_steps=n_steps)
+    with pytest.raises(ValueError, match="x must hold at least one example"):
+        bfn.check_data(empty)
+
+
+def test_zero_samples_are_named():
+    bfn = BFN(DiscreteData(2, 3.0), Constant([0.0]), SHAPE)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer, got 0"):
+        bfn.sample(0, 4)
+
+
+def test_a_negative_number_of_samples_is_named():
+    bfn = BFN(DiscreteData(2, 3.0), Constant([0.0]), SHAPE)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer, got -1"):
+        bfn.sample(-1, 4)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer, got -1"):
+        bfn.sample(-1, 4, context=torch.tensor([0]))
+
+
+def test_the_public_checks_name_the_problem():
+    """check_data and check_context are BFN's public checks (used by pyro_bfn.infer)."""
+    bfn = BFN(DiscreteData(2, 3.0), Constant([0.0]), SHAPE)
+    x = torch.zeros(2, *SHAPE, dtype=torch.long)
+    bfn.check_data(x)
+    with pytest.raises(ValueError, match="x must be a tensor"):
+        bfn.check_data([0, 1])
+    with pytest.raises(ValueError, match="x must have shape"):
+        bfn.check_data(x[0])
+    labels = torch.tensor([0, 1])
+    assert bfn.check_context(None, 2) is None and bfn.check_context(labels, 2) is labels
+    with pytest.raises(ValueError, match="leading dimension 3"):
+        bfn.check_context(labels, 3)
+    with pytest.raises(ValueError, match="context must be a tensor or None"):
+        bfn.check_context([0, 1], 2)

@@ -59,7 +59,7 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(args.seed)
     for step in range(args.train_steps):
         x = spec.prepare(train[torch.randint(0, train.shape[0], (64,), generator=generator)], generator)
-        loss = bfn.loss(x, reconstruction=False).flow.mean()
+        loss = bfn.loss(x, reconstruction=False).transmission.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -1,0 +1,79 @@
+"""The n-step generative loop of a BFN, written once (paper Sec. 2.5 and the sample-generation
+pseudocode of Secs. 3-5):
+
+* :math:`\\theta_0` is the prior input distribution;
+* for :math:`i = 1, \\dots, n`: :math:`y_i \\sim p_R(\\cdot \\mid \\theta_{i-1};\\, t_{i-1}, \\alpha_i)`,
+  then the Bayesian update :math:`\\theta_i = h(\\theta_{i-1}, y_i, \\alpha_i)`;
+* finally the output distribution :math:`p_O(\\cdot \\mid \\theta_n;\\, 1)`.
+
+How :math:`y_i` is drawn is the caller's: the sampler draws :math:`k \\sim p_O` and then
+:math:`y \\sim p_S(\\cdot \\mid k;\\, \\alpha_i)` (:func:`pyro_bfn.sampling.samplers.ancestral`); the Pyro model
+:func:`pyro_bfn.infer.bfn_model` records a ``pyro.sample`` site of the receiver. The loop runs the
+network, applies every one of the ``n`` Bayesian updates, and counts its network calls.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+
+from .grid import TimeGrid
+
+__all__ = ["StepsResult", "run_steps"]
+
+
+class StepsResult(NamedTuple):
+    """What :func:`run_steps` ends with.
+
+    :ivar input_distribution: :math:`\\theta_n`, batch shape ``(B, *data_shape)``.
+    :ivar output: :math:`p_O(\\cdot \\mid \\theta_n;\\, 1)`, batch shape ``(B, *data_shape)``.
+    :ivar int network_calls: the network evaluations made: ``n + 1``.
+    """
+
+    input_distribution: object
+    output: object
+    network_calls: int
+
+
+def run_steps(
+    bfn,
+    grid: TimeGrid,
+    batch: int,
+    draw: Callable,
+    *,
+    device=None,
+    context=None,
+    progress: Callable | None = None,
+) -> StepsResult:
+    """Run the ``grid.n_steps`` updates of ``batch`` examples from the prior, in ``bfn.dtype``.
+
+    At step ``i`` (a tensor of shape ``(B,)``) the loop evaluates the output distribution
+    :math:`p_O(\\cdot \\mid \\theta_{i-1};\\, t_{i-1})` and the accuracy :math:`\\alpha_i` (shape
+    ``(B, 1, ..., 1)``), calls ``y = draw(step, output, accuracy)`` (``step`` the int ``i``; ``y``
+    of the sender's shape), applies :math:`\\theta_i = h(\\theta_{i-1}, y, \\alpha_i)` and calls
+    ``progress(step, n_steps)``; after the last update it evaluates the output at ``t = 1``.
+
+    :param bfn: the :class:`~pyro_bfn.bfn.BFN` (its data type, data shape, dtype and
+        :meth:`~pyro_bfn.bfn.BFN.output_distribution`).
+    :param TimeGrid grid: the times and steps.
+    :param int batch: ``B``.
+    :param callable draw: ``draw(step, output, accuracy) -> y``.
+    :param device: where the input distributions live.
+    :param context: conditioning of leading dimension ``B``, or ``None``.
+    :param callable progress: optional ``progress(step, n_steps)``, called after each update.
+    """
+    data_type, dtype = bfn.data_type, bfn.dtype
+    shape = (batch,) + tuple(bfn.data_shape)
+    input_distribution = data_type.prior(shape, dtype=dtype, device=device)
+    network_calls = 0
+    for step in grid.steps():
+        i = torch.full((batch,), step, device=device)
+        output = bfn.output_distribution(input_distribution, grid.start_time(i, dtype), context)
+        network_calls += 1
+        accuracy = grid.accuracy(data_type, i, shape, dtype)
+        input_distribution = input_distribution.update(draw(step, output, accuracy), accuracy)
+        if progress is not None:
+            progress(step, grid.n_steps)
+    output = bfn.output_distribution(input_distribution, torch.ones(batch, device=device, dtype=dtype), context)
+    return StepsResult(input_distribution, output, network_calls + 1)
