@@ -24,12 +24,21 @@ from .layers import (
     sinusoidal_positions,
 )
 from .mlp import MLP
-from .registry import BACKBONES, backbone_config, build_backbone, list_backbones
+from .registry import (
+    BACKBONES,
+    INPUT_LAYOUTS,
+    backbone_config,
+    backbone_layout,
+    build_backbone,
+    build_backbone_adapter,
+    list_backbones,
+)
 from .transformer import Transformer
 from .unet import UNet
 
 __all__ = [
     "BACKBONES",
+    "INPUT_LAYOUTS",
     "ContextEmbedding",
     "NULL_LABEL",
     "FourierFeatures",
@@ -38,7 +47,9 @@ __all__ = [
     "Transformer",
     "UNet",
     "backbone_config",
+    "backbone_layout",
     "build_backbone",
+    "build_backbone_adapter",
     "list_backbones",
     "sinusoidal_embedding",
     "sinusoidal_positions",

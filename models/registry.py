@@ -1,4 +1,4 @@
-"""Named backbone configurations.
+"""Named backbone configurations, and the input layout each backbone reads.
 
 ``build_backbone(name, in_, out_, **overrides)`` builds one; ``in_`` / ``out_`` are the
 features (MLP, Transformer) or channels (U-Nets) of the network input and output, i.e. of the
@@ -29,6 +29,13 @@ To count the parameters of a large configuration without allocating memory::
     with torch.device("meta"):
         net = build_backbone("transformer_text8_paper", 27, 27)
     sum(p.numel() for p in net.parameters())
+
+Each backbone class reads one layout (:data:`INPUT_LAYOUTS`, :func:`backbone_layout`): the
+MLP a flat vector, the U-Net an image, the Transformer a sequence.
+:func:`build_backbone_adapter` builds a named backbone for data of a given shape and wraps it
+in the :class:`~pyro_bfn.models.adapters.BackboneAdapter` of its layout, the network a
+:class:`~pyro_bfn.bfn.BFN` takes. Training throughput of the configurations is measured by
+``benchmarks/backbone_speed.py`` and ``benchmarks/speed.py`` (results in ``benchmarks/results/``).
 """
 
 from __future__ import annotations
@@ -37,18 +44,29 @@ from typing import Any, Callable, Dict, List
 
 from torch import nn
 
+from .adapters import BackboneAdapter, backbone_channels
 from .mlp import MLP
 from .transformer import Transformer
 from .unet import UNet
 
-__all__ = ["BACKBONES", "CONFIGS", "backbone_config", "build_backbone", "list_backbones"]
+__all__ = [
+    "BACKBONES",
+    "CONFIGS",
+    "INPUT_LAYOUTS",
+    "backbone_config",
+    "backbone_layout",
+    "build_backbone",
+    "build_backbone_adapter",
+    "list_backbones",
+]
+
+#: backbone class -> the layout (:data:`~pyro_bfn.models.adapters.LAYOUTS`) of its input
+INPUT_LAYOUTS: Dict[type, str] = {MLP: "flat", UNet: "image", Transformer: "sequence"}
 
 # name -> (class, default keyword arguments)
 CONFIGS: Dict[str, tuple] = {
     "mlp_small": (MLP, dict(hidden=256, depth=3, time_embedding_dim=64, dropout=0.0)),
     # CPU default for binarized MNIST (28x28): paper-style input handling, small widths.
-    # Forward+backward at batch 64 on 2 shared CPU cores (noisy): ~85 ex/s float32,
-    # ~190 ex/s under bf16 autocast, i.e. ~170k examples (~3 epochs) in 15 min with bf16.
     "unet_small": (
         UNet,
         dict(
@@ -164,6 +182,16 @@ def backbone_config(name: str) -> Dict[str, Any]:
     return {"class": cls.__name__, **defaults}
 
 
+def backbone_layout(name: str) -> str:
+    """The layout a named backbone reads: ``"flat"``, ``"image"`` or ``"sequence"``.
+
+    :param name: a name from :func:`list_backbones`.
+    """
+    if name not in CONFIGS:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
+    return INPUT_LAYOUTS[CONFIGS[name][0]]
+
+
 def build_backbone(
     name: str, in_features_or_channels: int, out_features_or_channels: int, **overrides: Any
 ) -> nn.Module:
@@ -179,3 +207,37 @@ def build_backbone(
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
     return BACKBONES[name](in_features_or_channels, out_features_or_channels, **overrides)
+
+
+def build_backbone_adapter(
+    name: str, data_shape, in_features: int, out_features: int, **overrides: Any
+) -> BackboneAdapter:
+    """Build a named backbone for data of shape ``data_shape``, wrapped in the adapter of its
+    layout (:func:`backbone_layout`).
+
+    The adapter reads per-variable features ``(B, *data_shape, in_features)`` and times
+    ``(B,)`` and writes ``(B, *data_shape, out_features)``; the backbone is built with the
+    channels its layout needs (:func:`~pyro_bfn.models.adapters.backbone_channels`).
+
+    :param name: a name from :func:`list_backbones`.
+    :param tuple data_shape: shape of one example: any for a ``"flat"`` backbone, ``(C, H, W)``
+        for an ``"image"`` one, ``(L,)`` for a ``"sequence"`` one.
+    :param int in_features: features per variable read (a data type's ``num_input_features``).
+    :param int out_features: features per variable written (``num_output_features``).
+    :param overrides: keyword arguments replacing the configuration's defaults.
+    :raises KeyError: unknown backbone.
+    :raises ValueError: ``data_shape`` does not fit the backbone's layout (checked before the
+        network is built).
+    """
+    layout = backbone_layout(name)
+    try:  # the adapter's shape check, on a stand-in network so that nothing large is built first
+        BackboneAdapter(nn.Identity(), layout, data_shape, in_features, out_features)
+    except ValueError as error:
+        raise ValueError(f"backbone {name!r} reads the {layout!r} layout: {error}") from None
+    network = build_backbone(
+        name,
+        backbone_channels(layout, data_shape, in_features),
+        backbone_channels(layout, data_shape, out_features),
+        **overrides,
+    )
+    return BackboneAdapter(network, layout, data_shape, in_features, out_features)

@@ -1,5 +1,10 @@
-"""Pictures of what a run produces: sample grids, text samples, training curves (matplotlib,
-headless backend)."""
+"""Pictures of what a run produces: sample grids, text samples, training curves.
+
+Figures are drawn with matplotlib's object API (:class:`matplotlib.figure.Figure` on an Agg
+canvas, :func:`matplotlib.image.imsave`): nothing here imports ``matplotlib.pyplot`` or
+changes matplotlib's global backend, so a caller's own plotting is left as it was. Text
+samples are decoded with :mod:`pyro_bfn.text_codec`.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,27 @@ import os
 
 import torch
 
-from .datasets import TEXT8_ALPHABET as _ALPHABET  # index 0 is the space, 1..26 are a..z
+from .checks import check_integer
+from .text_codec import decode_rows
 
-__all__ = ["decode_symbols", "plot_training_curves", "save_image_grid", "save_text_samples"]
+__all__ = ["decode_symbols", "new_figure", "plot_training_curves", "save_image_grid", "save_text_samples"]
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**options):
+    """A matplotlib figure drawn on its own Agg (PNG) canvas, outside pyplot's global state.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Draw with ``figure.subplots(...)`` and write with ``figure.savefig(path)``; nothing needs
+    closing afterwards.
 
-    return plt
+    :param options: keyword arguments of :class:`matplotlib.figure.Figure` (``figsize``, ...).
+    :returns: the :class:`matplotlib.figure.Figure`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(**options)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -35,9 +49,17 @@ def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
 
 
 def save_image_grid(images: torch.Tensor, path, nrow: int | None = None) -> str:
-    """Write ``images`` (shape ``(N, C, H, W)``, C = 1 or 3) as one PNG grid; returns ``path``."""
+    """Write images as one PNG grid, two-pixel white gaps between them.
+
+    :param torch.Tensor images: shape ``(N, C, H, W)``, C = 1 (grey) or 3 (RGB); integers 0/1
+        or 0..255, or floats in [0, 1] or [-1, 1].
+    :param path: the PNG file to write (its directory is created).
+    :param int nrow: images per row; about ``sqrt(N)`` when ``None``.
+    :returns: ``path``.
+    """
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape (N, 1 or 3, H, W), got {tuple(images.shape)}")
+    check_integer("nrow", nrow, allow_none=True)
     images = _to_unit_range(images)
     count, channels, height, width = images.shape
     nrow = nrow or math.ceil(math.sqrt(count))
@@ -46,23 +68,31 @@ def save_image_grid(images: torch.Tensor, path, nrow: int | None = None) -> str:
     for index in range(count):
         r, c = divmod(index, nrow)
         grid[:, 2 + r * (height + 2) : 2 + r * (height + 2) + height, 2 + c * (width + 2) : 2 + c * (width + 2) + width] = images[index]
-    plt = _pyplot()
+    from matplotlib.image import imsave
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     array = grid.permute(1, 2, 0).numpy()
     if channels == 1:
-        plt.imsave(path, array[..., 0], cmap="gray", vmin=0, vmax=1)
+        imsave(path, array[..., 0], cmap="gray", vmin=0, vmax=1)
     else:
-        plt.imsave(path, array)
+        imsave(path, array)
     return path
 
 
 def decode_symbols(codes: torch.Tensor) -> list[str]:
-    """Rows of 27-symbol codes (``(N, L)`` integers) as strings."""
-    return ["".join(_ALPHABET[int(c)] for c in row) for row in codes.detach().cpu()]
+    """Rows of 27-symbol codes as strings (:func:`pyro_bfn.text_codec.decode_rows`).
+
+    :param torch.Tensor codes: integers in 0..26 of shape ``(N, L)``, on any device.
+    :returns: ``N`` strings of length ``L``.
+    """
+    return decode_rows(codes.detach().cpu().numpy())
 
 
 def save_text_samples(codes: torch.Tensor, path) -> list[str]:
-    """Write decoded text samples, one per line, to ``path``; return them."""
+    """Write decoded text samples, one per line, to ``path``; return them.
+
+    :param torch.Tensor codes: integers in 0..26 of shape ``(N, L)``.
+    """
     texts = decode_symbols(codes)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as handle:
@@ -94,8 +124,10 @@ def plot_training_curves(csv_path, png_path, log_scale=("loss", "loss (nats/exam
                 continue
         if points:
             series[name] = points
-    plt = _pyplot()
-    figure, axes = plt.subplots(len(series), 1, figsize=(7, 2.4 * len(series)), sharex=True, squeeze=False)
+    if not series:
+        raise ValueError(f"{csv_path} has no numeric column besides step")
+    figure = new_figure(figsize=(7, 2.4 * len(series)))
+    axes = figure.subplots(len(series), 1, sharex=True, squeeze=False)
     for axis, (name, points) in zip(axes[:, 0], series.items()):
         steps, values = zip(*points)
         axis.plot(steps, values, marker="." if len(points) < 50 else None, linewidth=1)
@@ -106,5 +138,4 @@ def plot_training_curves(csv_path, png_path, log_scale=("loss", "loss (nats/exam
     axes[-1, 0].set_xlabel("step")
     figure.tight_layout()
     figure.savefig(png_path, dpi=110)
-    plt.close(figure)
     return png_path

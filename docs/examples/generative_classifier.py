@@ -198,7 +198,7 @@ def main(argv=None):
     for step in range(1, args.steps + 1):
         index = torch.randint(0, train_pixels.shape[0], (args.batch_size,), generator=generator)
         x = binarize(train_pixels[index], generator).reshape((-1,) + data_shape)
-        loss = bfn.loss(x, reconstruction=False, context=train_labels[index]).flow.mean()
+        loss = bfn.loss(x, reconstruction=False, context=train_labels[index]).transmission.mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(bfn.parameters(), 1.0)
