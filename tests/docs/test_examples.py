@@ -10,7 +10,7 @@ import pyro
 import pytest
 import torch
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 
 

@@ -16,7 +16,7 @@ import pyro
 import pytest
 import torch
 
-SNIPPETS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "snippets"
+SNIPPETS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "snippets"
 SCRIPTS = sorted(SNIPPETS.glob("*.py"))
 
 
