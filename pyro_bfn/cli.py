@@ -1,4 +1,4 @@
-"""The ``pyro-bfn`` command line: train, evaluate, sample, list.
+"""The ``pyro-bfn`` command line: train, evaluate, sample, list, data.
 
 ::
 
@@ -7,13 +7,15 @@
                       [--repeats R] [--split test] [--json out.json]
     pyro-bfn sample --checkpoint runs/mnist_demo/checkpoint.pt --num 64 --n-steps 100 [--mode] --out grid.png
     pyro-bfn list
+    pyro-bfn data build-corpus | fetch-fashion-mnist | check
+
+Each command parser sets ``func``, its handler ``handler(args) -> exit status``; the ``data``
+commands are :mod:`pyro_bfn.datasets.cli`'s.
 
 Threads: on a CPU shared with other busy processes, OpenMP threads that spin while waiting
-for one another make two threads several times slower than one (measured on the 2-core
-reference machine under a load of 8: 5-19 vs 45-59 examples/s for the likelihood bound of the
-demo model); :func:`main` therefore sets ``OMP_WAIT_POLICY=PASSIVE`` before torch is
-imported, unless the variable is already set (with it, two threads ran at 35-58 examples/s
-under the same load).
+for one another make two threads slower than one (``benchmarks/results/speed.passive.md``);
+:func:`main` therefore sets ``OMP_WAIT_POLICY=PASSIVE`` before torch is imported, unless the
+variable is already set.
 
 Expected failures (missing data, a corrupt checkpoint, an invalid configuration, a diverged
 run) print one line ``pyro-bfn: error: ...`` to stderr and exit with status 2.
@@ -28,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from .checks import check_integer
+
 __all__ = ["main"]
 
 EXIT_ERROR = 2
@@ -35,22 +39,22 @@ EXIT_ERROR = 2
 
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
+        return check_integer("the value", int(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .datasets.cli import add_data_parser
+
     parser = argparse.ArgumentParser(
-        prog="pyro-bfn", description="Bayesian Flow Networks in Pyro: train, evaluate, sample."
+        prog="pyro-bfn", description="Bayesian Flow Networks in Pyro: train, evaluate, sample; obtain the data."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a BFN from a YAML configuration")
-    train.add_argument("--config", help="YAML file of training.TrainConfig keys (defaults when omitted)")
+    train.set_defaults(func=_train)
+    train.add_argument("--config", help="YAML file of pyro_bfn.training.TrainConfig keys (defaults when omitted)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a configuration key (repeatable); e.g. --set lr=2e-3 --set backbone_options.base_width=32")
     train.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
@@ -59,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out-dir", help="output directory (overrides the configuration)")
 
     evaluate = commands.add_parser("evaluate", help="likelihood bound of a checkpoint's EMA model")
+    evaluate.set_defaults(func=_evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint.pt written by pyro-bfn train")
     steps = evaluate.add_mutually_exclusive_group()
     steps.add_argument("--n-steps", type=_positive_int, help="n-step loss L^n + L^r")
@@ -75,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
 
     sample = commands.add_parser("sample", help="draw samples from a checkpoint's EMA model")
+    sample.set_defaults(func=_sample)
     sample.add_argument("--checkpoint", required=True, help="checkpoint.pt written by pyro-bfn train")
     sample.add_argument("--num", type=_positive_int, default=64, help="number of samples (default 64)")
     sample.add_argument("--n-steps", type=_positive_int, default=100, help="sampler steps n; all n Bayesian updates happen (default 100)")
@@ -85,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--autocast", choices=["auto", "bf16", "fp16", "none"], help="override the checkpoint's autocast setting")
     sample.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
 
-    commands.add_parser("list", help="list the named datasets and backbones")
+    commands.add_parser("list", help="list the named datasets and backbones").set_defaults(func=_list)
+    add_data_parser(commands)
     return parser
 
 
@@ -118,7 +125,7 @@ def _evaluate(args) -> int:
         seed=args.seed, max_examples=args.max_examples, progress=sys.stderr.isatty(),
     )
     print(result.format())
-    unit = "bits/char" if spec.kind == "text" else "bits/dim"
+    unit = "bits/char" if spec.modality == "text" else "bits/dim"
     print(f"{result.nats:.3f} ± {result.nats_stderr:.3f} nats/example, "
           f"{result.bits_per_dim:.5f} ± {result.bits_per_dim_stderr:.5f} {unit} "
           f"(standard error over {result.stderr_kind}); checkpoint step {state['step']}")
@@ -156,14 +163,14 @@ def _sample(args) -> int:
 
 
 def _list(args) -> int:
-    from .models.registry import backbone_config, list_backbones
+    from .models import backbone_config, list_backbones
     from .zoo import get_dataset, list_datasets
 
     print("datasets:")
     for name in list_datasets():
         spec = get_dataset(name)
         shape = "x".join(str(d) for d in spec.data_shape)
-        print(f"  {name:<22} {shape:<9} {spec.kind:<6} default backbone {spec.default_backbone}: {spec.description}")
+        print(f"  {name:<22} {shape:<9} {spec.modality:<6} default backbone {spec.default_backbone}: {spec.description}")
     print("backbones:")
     for name in list_backbones():
         print(f"  {name:<26} {backbone_config(name)['class']}")
@@ -176,19 +183,13 @@ def main(argv=None) -> int:
     :param argv: arguments without the program name (``sys.argv[1:]`` when ``None``).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see the module docstring; before torch loads
+    from .datasets import DataIntegrityError
     from .training import CheckpointError, ConfigError, TrainingDivergedError
 
-    expected = (ConfigError, CheckpointError, TrainingDivergedError, FileNotFoundError)
-    try:  # the data module's "file present but wrong" error, when the module is there
-        from .datasets import DataIntegrityError
-
-        expected += (DataIntegrityError,)
-    except ImportError:  # pragma: no cover
-        pass
+    expected = (ConfigError, CheckpointError, TrainingDivergedError, DataIntegrityError, FileNotFoundError)
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "sample": _sample, "list": _list}[args.command]
     try:
-        return handler(args)
+        return args.func(args)
     except expected as error:
         message = str(error) or type(error).__name__
         if isinstance(error, FileNotFoundError) and error.filename and str(error.filename) not in message:

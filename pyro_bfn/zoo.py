@@ -69,11 +69,6 @@ class DatasetSpec:
         object.__setattr__(self, "data_shape", shape)  # a tuple whatever sequence was given
 
     @property
-    def kind(self) -> str:
-        """The old name of :attr:`modality`, read by callers not yet renamed (to be removed)."""
-        return self.modality
-
-    @property
     def num_dims(self) -> int:
         """Variables per example (the denominator of bits per dimension / character)."""
         return math.prod(self.data_shape)

