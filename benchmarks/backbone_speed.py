@@ -11,17 +11,16 @@ Example::
 
 Numbers on a shared 2-core machine are noisy: after ``--warmup`` untimed steps, the median
 and the best of ``--iters`` timed steps are reported, the two modes timed in alternation.
+With ``--out DIR`` the table and its JSON (command, versions, CPU, load) are written to
+``DIR/backbone_speed.md`` / ``.json``; without it the table is only printed.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
+import sys
+from functools import partial
 
-import torch
-
-from pyro_bfn.models import build_backbone, list_backbones
+import harness
 
 # name -> (in, out, example input shape without the batch dimension)
 EXAMPLES = {
@@ -34,62 +33,76 @@ EXAMPLES = {
     "transformer_text8_paper": (27, 27, (256, 27)),
 }
 SKIP_BY_DEFAULT = {"transformer_text8_paper"}
+COLUMNS = ["config", "params", "fp32 ex/s (median / best)", "bf16 autocast ex/s (median / best)",
+           "bf16 speed-up (median)"]
 
 
-def throughputs(net: torch.nn.Module, shape: tuple, batch: int, warmup: int, iters: int) -> dict:
+def throughputs(net, shape: tuple, batch: int, warmup: int, iters: int) -> dict:
     """Examples per second of forward + backward in float32 and bf16 autocast.
 
-    The two modes are timed in alternation, so that load from other processes hits both
-    alike. Returns ``{mode: (median, best)}`` in examples per second.
+    The two modes are timed in alternation (:func:`harness.alternate`), so that load from other
+    processes hits both alike. Returns ``{mode: harness.throughput(...)}``.
     """
+    import torch
+
     h = torch.randn(batch, *shape)
     t = torch.rand(batch)
 
-    def step(bf16: bool) -> float:
-        t0 = time.perf_counter()
+    def step(bf16: bool) -> None:
         net.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             y = net(h, t)
         y.float().square().mean().backward()
-        return time.perf_counter() - t0
 
-    for _ in range(warmup):
-        step(False)
-        step(True)
-    times = {"fp32": [], "bf16": []}
-    for _ in range(iters):
-        times["fp32"].append(step(False))
-        times["bf16"].append(step(True))
-    return {k: (batch / statistics.median(v), batch / min(v)) for k, v in times.items()}
+    calls = {"fp32": partial(step, False), "bf16": partial(step, True)}
+    harness.alternate(calls, warmup)
+    return {mode: harness.throughput(seconds, batch) for mode, seconds in harness.alternate(calls, iters).items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    parser = harness.parser(__doc__, out=None, threads=None, device=None)
     parser.add_argument("--configs", nargs="*", default=None, help="names (default: all but the 170M transformer)")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names = args.configs or [n for n in list_backbones() if n not in SKIP_BY_DEFAULT]
+    parser.add_argument("--batch", type=harness.positive_int, default=32)
+    parser.add_argument("--warmup", type=harness.non_negative_int, default=2)
+    parser.add_argument("--iters", type=harness.positive_int, default=5)
+    args = parser.parse_args(argv)
 
+    import torch
+
+    from pyro_bfn.models import build_backbone, list_backbones
+
+    harness.set_threads(args.threads)
+    names = args.configs or [n for n in list_backbones() if n not in SKIP_BY_DEFAULT]
+    unknown = [n for n in names if n not in EXAMPLES]
+    if unknown:
+        parser.error(f"no example input for {unknown}; known: {', '.join(EXAMPLES)}")
+    meta = harness.provenance(__file__, argv, seed=args.seed, threads=torch.get_num_threads())
+    meta.update(batch=args.batch, warmup=args.warmup, iters=args.iters)
     print(f"batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"median and best of {args.iters} steps per mode after {args.warmup} warm-up\n")
-    print("| config | params | fp32 ex/s (median / best) | bf16 autocast ex/s (median / best) | bf16 speed-up (median) |")
-    print("|---|---:|---:|---:|---:|")
+          f"median and best of {args.iters} steps per mode after {args.warmup} warm-up\n", file=sys.stderr)
+    rows, results = [], []
     for name in names:
         cin, cout, shape = EXAMPLES[name]
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         net = build_backbone(name, cin, cout).train()
-        n_params = sum(p.numel() for p in net.parameters())
+        params = sum(p.numel() for p in net.parameters())
         r = throughputs(net, shape, args.batch, args.warmup, args.iters)
-        (f_med, f_best), (b_med, b_best) = r["fp32"], r["bf16"]
-        print(
-            f"| {name} | {n_params:,} | {f_med:.1f} / {f_best:.1f} | {b_med:.1f} / {b_best:.1f} | {b_med / f_med:.2f}x |",
-            flush=True,
-        )
+        f, b = r["fp32"], r["bf16"]
+        rows.append([name, f"{params:,}", f"{f['per_s']:.1f} / {f['best_per_s']:.1f}",
+                     f"{b['per_s']:.1f} / {b['best_per_s']:.1f}", f"{b['per_s'] / f['per_s']:.2f}x"])
+        results.append(dict(name=name, params=params, **r))
+        print(f"[backbone_speed] {name}: {f['per_s']:.1f} / {b['per_s']:.1f} ex/s", file=sys.stderr, flush=True)
+    harness.finish(meta)
+    markdown = "\n".join([*harness.header_lines(meta, "Forward + backward throughput of the named backbones"),
+                          f"Batch {args.batch}; median and best of {args.iters} steps per mode after {args.warmup} "
+                          "warm-up rounds, float32 and bf16 autocast in alternation.", "",
+                          harness.markdown_table(COLUMNS, rows), ""])
+    if args.out is None:
+        print(markdown)
+    else:
+        harness.write_results(args.out, "backbone_speed", markdown, meta, results=results)
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,7 @@ pair, so that all four see the same binarizations, times and flow samples (commo
 numbers): the differences between them are paired per image, and their standard errors are
 those of the per-image differences (much smaller than the standard error of either bound).
 
-Writes ``benchmarks/results/bf16_effect.md`` and ``.json`` (command, seed, versions, load,
+Writes ``benchmarks/results/bf16_effect.md`` and ``.json`` (command, seed, versions, CPU, load,
 wall time). Checkpoints go to ``runs/bf16_effect/`` (not committed).
 
 CPU budget: about 12 minutes with 2 threads on the shared 2-core reference machine when quiet
@@ -25,28 +25,18 @@ evaluations of 2,000 images).
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see pyro_bfn.cli
-
-import argparse
-import json
 import math
 import pathlib
-import shlex
 import sys
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent
-DEFAULT_OUT = HERE / "results"
-CONFIG = ROOT / "configs" / "mnist_demo.yaml"
+import harness
+
+harness.passive_openmp()  # before torch loads
+
+CONFIG = harness.ROOT / "configs" / "mnist_demo.yaml"
 PRECISIONS = ("none", "bf16")  # TrainConfig.autocast values
 LABEL = {"none": "float32", "bf16": "bf16"}
-
-sys.path.insert(0, str(HERE))
-from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
-from provenance import git_revision as _git  # noqa: E402
 
 
 def per_example_bound(bfn, spec, raw, seed: int, batch_size: int):
@@ -54,24 +44,14 @@ def per_example_bound(bfn, spec, raw, seed: int, batch_size: int):
     :func:`pyro_bfn.evaluation.evaluate_bound` (same seeding, same order)."""
     import torch
 
-    values = []
-    with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        for start in range(0, raw.shape[0], batch_size):
-            x = spec.prepare(raw[start : start + batch_size], generator)
-            values.append(bfn.loss(x, n_steps=None, reconstruction=True).total.double())
-    return torch.cat(values)
+    with torch.inference_mode():
+        return torch.cat([bfn.loss(x, n_steps=None, reconstruction=True).total.double()
+                          for x in harness.seeded_batches(spec, raw, seed, batch_size)])
 
 
 def render(meta: dict, training: list, scores: list) -> str:
     lines = [
-        "# bf16 autocast on CPU: speed and effect on the likelihood bound",
-        "",
-        f"Command: `{meta['command']}`  ",
-        f"Date: {meta['date']}; seed {meta['seed']}; wall time {meta['wall_seconds'] / 60:.1f} min; torch {meta['torch']}; "
-        f"{meta['threads']} torch thread(s); CPU {meta['cpu']} ({meta['cores']} cores, shared); load average "
-        f"{meta['load_start']} at the start, {meta['load_end']} at the end; git {meta['git']}  ",
+        *harness.header_lines(meta, "bf16 autocast on CPU: speed and effect on the likelihood bound"),
         f"Model: configs/mnist_demo.yaml ({meta['backbone']}, batch {meta['batch_size']}), {meta['steps']} updates "
         f"from the same seed; bound: continuous time + reconstruction on the first {meta['test_examples']:,} test images, "
         "one pass, common random numbers.",
@@ -113,33 +93,21 @@ def render(meta: dict, training: list, scores: list) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300, help="updates per model (default 300)")
-    parser.add_argument("--test-examples", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=500, help="evaluation batch size")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = harness.parser(__doc__, threads=2, device=None)
+    parser.add_argument("--steps", type=harness.positive_int, default=300, help="updates per model (default 300)")
+    parser.add_argument("--test-examples", type=harness.integer_at_least(2), default=2000,
+                        help="test images scored (at least 2, for the paired standard error; default 2000)")
+    parser.add_argument("--batch-size", type=harness.positive_int, default=500, help="evaluation batch size")
     parser.add_argument("--config", type=pathlib.Path, default=CONFIG)
     parser.add_argument("--overrides", nargs="*", default=[], help="extra key=value overrides of the configuration")
-    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
-    parser.add_argument("--runs", type=pathlib.Path, default=ROOT / "runs" / "bf16_effect")
+    parser.add_argument("--runs", type=pathlib.Path, default=harness.ROOT / "runs" / "bf16_effect")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.test_examples < 2:
-        parser.error("--steps must be positive and --test-examples at least 2")
-
-    import csv
-
-    import torch
 
     from pyro_bfn import zoo
     from pyro_bfn.training import TrainConfig, Trainer, load_model
 
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/bf16_effect.py"]
-                       + (sys.argv[1:] if argv is None else list(argv)))
-    load = lambda: ", ".join(f"{v:.2f}" for v in os.getloadavg())  # noqa: E731
-    load_start = load()
+    harness.set_threads(args.threads)
+    meta = harness.provenance(__file__, argv, seed=args.seed, threads=args.threads)
     training, checkpoints = [], {}
     config = None
     for precision in PRECISIONS:
@@ -147,13 +115,12 @@ def main(argv=None) -> int:
         config = TrainConfig.from_yaml(args.config, list(args.overrides) + [
             f"autocast={precision}", f"max_steps={args.steps}", "time_budget_minutes=null", "budget_reserve_examples=0",
             "eval_interval=0", "sample_interval=0", "ckpt_interval=0", f"seed={args.seed}", f"out_dir={run_dir}",
-            f"num_workers={args.threads}", "device=cpu", f"progress={'true' if sys.stderr.isatty() else 'false'}",
+            f"num_threads={args.threads}", "device=cpu", f"progress={'true' if sys.stderr.isatty() else 'false'}",
         ])
         began = time.perf_counter()
         Trainer(config, overwrite=True).train()
         minutes = (time.perf_counter() - began) / 60
-        with open(run_dir / "train_log.csv", newline="") as handle:
-            losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+        losses = [float(row["loss"]) for row in harness.read_run_log(run_dir, "train")]
         training.append(dict(precision=LABEL[precision], updates=args.steps,
                              minutes=minutes, examples_per_s=args.steps * config.batch_size / (minutes * 60),
                              final_loss=sum(losses[-5:]) / len(losses[-5:])))
@@ -178,17 +145,9 @@ def main(argv=None) -> int:
                 difference_stderr=(d.std() / math.sqrt(n)).item(), examples_per_s=rate,
             ))
             print(f"[bf16_effect] trained {trained}, scored {scored}: {v.mean().item():.3f}", file=sys.stderr, flush=True)
-    meta = dict(
-        command=command, date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), seed=args.seed,
-        torch=torch.__version__, threads=args.threads, cpu=_cpu_model(), cores=os.cpu_count(), git=_git(),
-        load_start=load_start, load_end=load(), backbone=config.backbone, batch_size=config.batch_size, steps=args.steps,
-        test_examples=int(raw.shape[0]), wall_seconds=time.perf_counter() - start,
-    )
-    table = render(meta, training, scores)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bf16_effect.md").write_text(table)
-    (args.out / "bf16_effect.json").write_text(json.dumps(dict(meta=meta, training=training, scores=scores), indent=1))
+    meta.update(backbone=config.backbone, batch_size=config.batch_size, steps=args.steps, test_examples=int(raw.shape[0]))
+    harness.finish(meta)
+    harness.write_results(args.out, "bf16_effect", render(meta, training, scores), meta, training=training, scores=scores)
     return 0
 
 

@@ -41,44 +41,29 @@ continuous loss; patches ~28 and ~58.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see pyro_bfn.cli
-
-import argparse
-import csv
 import json
 import math
+import os
 import pathlib
-import shlex
 import sys
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent
-DEFAULT_OUT = HERE / "results"
-DEFAULT_RUNS = ROOT / "runs" / "image_likelihood"
+import harness
+
+harness.passive_openmp()  # before torch loads
+
+DEFAULT_RUNS = harness.ROOT / "runs" / "image_likelihood"
 DATASETS = ("fashion_mnist_16", "fashion_mnist_256", "natural_patches_256")
 LOSSES = ("discretised", "continuous")
 #: updates per dataset (equal for both losses), chosen for the ~45-minute budget
 DEFAULT_STEPS = {"fashion_mnist_16": 600, "fashion_mnist_256": 600, "natural_patches_256": 300}
-PAPER = ("the paper (Sec. 6.3) reports 2.66 bits/dim on CIFAR-10 at 256 bins (32x32 colour, a 30.7M-parameter "
-         "U-Net trained at batch 32 for far longer; n = 10 with 100 passes), a different dataset from the "
-         "photograph patches here.")
-
-sys.path.insert(0, str(HERE))
-from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
-from provenance import git_revision as _git  # noqa: E402
-
-
-def _load() -> str:
-    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+#: the paper's CIFAR-10 result (Sec. 6.3; PAPER_CONFIGS.md), for the notes
+PAPER = dict(bits_per_dim=2.66, bins=256, parameters=30.7e6, batch=32, n_steps=10, passes=100)
 
 
 def _curve(run_dir: pathlib.Path, num_dims: int) -> list:
     """(update, training loss in bits/dim) rows of a run's train_log.csv."""
-    with open(run_dir / "train_log.csv", newline="") as handle:
-        return [(int(r["step"]), float(r["loss"]) / (num_dims * math.log(2))) for r in csv.DictReader(handle)]
+    return [(int(r["step"]), float(r["loss"]) / (num_dims * math.log(2))) for r in harness.read_run_log(run_dir, "train")]
 
 
 def reconstruction_diagnostics(bfn, spec, raw, seed: int, batch_size: int = 250) -> dict:
@@ -88,11 +73,8 @@ def reconstruction_diagnostics(bfn, spec, raw, seed: int, batch_size: int = 250)
     import torch
 
     log_probs, scales = [], []
-    with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        for start in range(0, raw.shape[0], batch_size):
-            x = spec.prepare(raw[start : start + batch_size], generator)
+    with torch.inference_mode():
+        for x in harness.seeded_batches(spec, raw, seed, batch_size):
             t = torch.ones(x.shape[0])
             output = bfn.output_distribution(bfn.data_type.sample_input(x, t), t, None)
             reconstruction = bfn.data_type.reconstruction_distribution(output)
@@ -127,7 +109,7 @@ def run_one(dataset: str, loss: str, args, runs: pathlib.Path) -> dict:
         lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01, ema_decay=0.998, warmup_steps=min(100, steps // 5),
         max_steps=steps, log_interval=max(1, min(20, steps // 10)), eval_interval=0, ckpt_interval=0,
         sample_interval=0, sample_num=16, sample_steps=10, autocast=args.autocast, device=args.device,
-        seed=args.seed, out_dir=str(run_dir), num_workers=args.threads, progress=sys.stderr.isatty(),
+        seed=args.seed, out_dir=str(run_dir), num_threads=args.threads, progress=sys.stderr.isatty(),
     )
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -160,13 +142,7 @@ def run_one(dataset: str, loss: str, args, runs: pathlib.Path) -> dict:
 
 def render(meta: dict, rows: list) -> str:
     lines = [
-        "# Likelihood bounds on discretised images: continuous-data vs discretised loss",
-        "",
-        f"Command: `{meta['command']}`  ",
-        f"Date: {meta['date']}; seed {meta['seed']}; wall time {meta['wall_seconds'] / 60:.1f} min; "
-        f"torch {meta['torch']}, pyro {meta['pyro']}; {meta['threads']} torch thread(s); CPU {meta['cpu']} "
-        f"({meta['cores']} cores, shared); load average (1, 5, 15 min) {meta['load_start']} at the start, "
-        f"{meta['load_end']} at the end; git {meta['git']}  ",
+        *harness.header_lines(meta, "Likelihood bounds on discretised images: continuous-data vs discretised loss"),
         f"Network: `{meta['backbone']}`, batch {meta['batch_size']}, AdamW lr {meta['lr']} (betas 0.9, 0.99, "
         f"weight decay 0.01), EMA 0.998, autocast {meta['autocast']}; the same seed, data order and updates "
         "for both losses. Bounds on the test split with the EMA weights.",
@@ -178,7 +154,7 @@ def render(meta: dict, rows: list) -> str:
     for r in rows:
         c, n = r["continuous"], r["nstep10"]
         dims_ln2 = r["num_dims"] * math.log(2)
-        bins = r["data_type"].split("num_bins=")[1].split(",")[0].rstrip(")")
+        bins = _bins(r)
         rate = r["updates"] * r["batch_size"] / (r["train_minutes"] * 60)
         lines.append(
             f"| {r['dataset']} | {bins} | {r['loss']} | {r['parameters'] / 1e6:.2f}M | {r['updates']} "
@@ -235,48 +211,76 @@ def notes(meta: dict, rows: list) -> list:
             )
     heavy = [r for r in rows if r["loss"] == "discretised"
              and r["continuous"]["reconstruction_nats"] > 0.5 * r["continuous"]["nats"]]
-    if heavy:
-        names = ", ".join(r["dataset"] for r in heavy)
-        flows = ", ".join(f"{r['continuous']['flow_nats'] / (r['num_dims'] * math.log(2)):.3f}" for r in heavy)
+    for r in heavy:
+        dims_ln2 = r["num_dims"] * math.log(2)
+        bins = _bins(r)
+        text = (f"Discretised loss, {r['dataset']}: the reconstruction term dominates the continuous-time bound "
+                f"(L^r {r['continuous']['reconstruction_nats'] / dims_ln2:.3f} of {r['continuous']['bits_per_dim']:.3f} "
+                f"bits/dim; the transmission term alone {r['continuous']['flow_nats'] / dims_ln2:.3f}).")
+        d = r.get("reconstruction_diagnostics")
+        if d:
+            text += (f" It is heavy-tailed (the per-pixel table): the worst pixel has log-probability "
+                     f"{d['worst_pixel_log_prob']:.4g}, {d['images_over_100_nats']:.2%} of the images have L^r above 100 "
+                     f"nats, the worst {d['worst_image_nats']:.4g}; the median output scale sigma_x at t = 1, "
+                     f"{d['scale_median']:.2g}, is {1 / bins / d['scale_median']:,.0f}x below the bin half-width 1/{bins}.")
+        text += (" At t = 1, sigma_x = sqrt((1 - gamma)/gamma) exp(ln sigma_eps), and a pixel whose mean mu_x lies an "
+                 "offset away from its bin gets a log-probability of about -(offset / sigma_x)^2 / 2. The continuous-time "
+                 "loss trains sigma_eps only through the mean k_hat, which rewards a small sigma_x whenever mu_x lies in "
+                 "the right bin and never sees the cost of a wrong bin, and L^r is not a training term (neither longer "
+                 "training nor L^r in the training loss was tried here).")
+        if r.get("nstep10"):
+            text += (f" Its n = 10 bound on the first {r['nstep10']['num_examples']} images is "
+                     f"{r['nstep10']['bits_per_dim']:.3f} bits/dim.")
+        c = by.get((r["dataset"], "continuous"))
+        if c:
+            text += (f" The continuous-data model's reconstruction scale is fixed at sigma_1; its L^r is "
+                     f"{c['continuous']['reconstruction_nats'] / (c['num_dims'] * math.log(2)):.3f} bits/dim.")
+        out.append(text)
+    if rows:
+        updates = _span([r["updates"] for r in rows], "{}")
+        params = _span([r["parameters"] / 1e6 for r in rows], "{:.2f}")
         out.append(
-            f"Discretised loss, {names}: the reconstruction term dominates the continuous-time bound (flow term alone "
-            f"{flows} bits/dim). It is heavy-tailed (see the per-pixel table): a few pixels of a few images cost "
-            "thousands of nats each. At t = 1 the output's sigma_x = sqrt((1 - gamma)/gamma) exp(ln sigma_eps) is far "
-            "below the bin half-width, and where the network's noise prediction is far off (inspected by hand: a "
-            "near-black pixel of a Fashion-MNIST image predicted as the black background, a noise error of ~12 at "
-            "sigma_x = 2e-5) the bin's log-probability is about -(offset / sigma_x)^2 / 2. The continuous-time loss "
-            "trains sigma_eps only through the mean k_hat, which rewards a small sigma_x whenever mu_x lies in the "
-            "right bin and never sees the cost of a wrong bin, and L^r is not a training term. The n = 10 row scores "
-            "only the first 64 images, which have no such pixel. The continuous-data model's reconstruction scale is "
-            "fixed at sigma_1, so its L^r stays small. Longer training (the paper's) or L^r in the training loss would "
-            "address it; neither was done here."
+            f"The bounds are those of short runs ({updates} updates of a {params}M-parameter network at batch "
+            f"{rows[0]['batch_size']}); they measure where each loss gets in a fixed budget, not what BFNs reach: the paper "
+            f"(Sec. 6.3) reports {PAPER['bits_per_dim']} bits/dim on CIFAR-10 at {PAPER['bins']} bins (32x32 colour, a "
+            f"{PAPER['parameters'] / 1e6:.1f}M-parameter U-Net at batch {PAPER['batch']}; n = {PAPER['n_steps']} with "
+            f"{PAPER['passes']} passes), a different dataset from the photograph patches here."
         )
     out.append(
-        "The bounds are those of very short runs (a few hundred updates of a 1M-parameter network on a 2-core CPU); "
-        "they measure where each loss gets in a fixed small budget, not what BFNs reach: " + PAPER
-    )
-    out.append(
-        "The continuous-data model's bound is a valid bound on the same discrete data: its flow term L^inf is the "
+        "The continuous-data model's bound is a valid bound on the same discrete data: its transmission term L^inf is the "
         "continuous-data KL rate (receiver N(x_hat, 1/alpha)), and its reconstruction term L^r is the probability of "
         "the observed bin under N(x_hat, sigma_1^2) discretised over the bins (ContinuousData(num_bins=K))."
     )
-    out.append(
-        "n = 10 bounds are on the first 64 test images only and one pass (no standard error): compare them between "
-        "the two losses, not with the continuous-time column, which scores the whole test set. The continuous-time "
-        "bound is the headline figure. The continuous-data models are much worse at n = 10 than in continuous time "
-        "after so little training; the discretised models much less so."
-    )
+    nstep = [r for r in rows if r.get("nstep10")]
+    if nstep:
+        gaps = ", ".join(f"{r['dataset']} {r['loss']} {r['nstep10']['bits_per_dim'] - r['continuous']['bits_per_dim']:+.3f}"
+                         for r in nstep)
+        out.append(
+            f"n = 10 bounds are on the first {nstep[0]['nstep10']['num_examples']} test images only and one pass (no "
+            "standard error): compare them between the two losses, not with the continuous-time column, which scores "
+            + ", ".join(f"{n:,} ({d})" for d, n in {r["dataset"]: r["continuous"]["num_examples"] for r in rows}.items())
+            + f" images. n = 10 minus continuous time, bits/dim: {gaps}."
+        )
     return out
 
 
-def plot(rows: list, path: pathlib.Path) -> None:
-    import matplotlib
+def _span(values, form: str) -> str:
+    """``"lo-hi"`` of ``values`` formatted with ``form``, or one value when they all format alike."""
+    low, high = form.format(min(values)), form.format(max(values))
+    return low if low == high else f"{low}-{high}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _bins(row: dict) -> int:
+    """The number of bins of a result row's data type (from its repr, ``...num_bins=K...``)."""
+    return int(row["data_type"].split("num_bins=")[1].split(",")[0].rstrip(")"))
+
+
+def plot(rows: list, path: pathlib.Path) -> str:
+    from pyro_bfn.plotting import new_figure
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    figure = new_figure(figsize=(4.2 * len(datasets), 3.4))
+    axes = figure.subplots(1, len(datasets), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         for r in rows:
             if r["dataset"] != dataset or not r["curve"]:
@@ -289,49 +293,46 @@ def plot(rows: list, path: pathlib.Path) -> None:
         ax.set_title(dataset, fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return harness.save_figure(figure, path)
+
+
+def _rewrite(args, saved: dict) -> int:
+    """Write the JSON (when it changed), plot and Markdown of ``saved`` under ``--out``."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = plot(saved["results"], args.out / "image_likelihood.png")
+    harness.write_results(args.out, "image_likelihood", render(saved["meta"], saved["results"]),
+                          saved["meta"] if args.diagnose else None, plots=[png], results=saved["results"])
+    return 0
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__doc__, threads=2, render="re-render the .md and .png from an image_likelihood.json "
+                            "(no training)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help="zoo dataset names (binned images)")
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     parser.add_argument("--backbone", default="unet_mnist_small_variant")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=harness.positive_int, default=None,
                         help="updates per model (default: 600 for Fashion-MNIST, 300 for the patches)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=harness.positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--autocast", default="auto", help="TrainConfig.autocast (default auto: bf16 on this CPU)")
-    parser.add_argument("--repeats", type=int, default=2, help="passes R over the test set, continuous time")
-    parser.add_argument("--test-examples", type=int, default=None, help="cap on the test set (default: all)")
-    parser.add_argument("--nstep-examples", type=int, default=64, help="test images for the n = 10 bound (0: skip)")
-    parser.add_argument("--eval-batch-size", type=int, default=250)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
+    parser.add_argument("--autocast", default="auto", help="TrainConfig.autocast (default auto: bf16 where the CPU has it)")
+    parser.add_argument("--repeats", type=harness.positive_int, default=2, help="passes R over the test set, continuous time")
+    parser.add_argument("--test-examples", type=harness.positive_int, default=None, help="cap on the test set (default: all)")
+    parser.add_argument("--nstep-examples", type=harness.non_negative_int, default=64,
+                        help="test images for the n = 10 bound (0: skip)")
+    parser.add_argument("--eval-batch-size", type=harness.positive_int, default=250)
     parser.add_argument("--runs", type=pathlib.Path, default=DEFAULT_RUNS, help="where the (uncommitted) runs go")
     parser.add_argument("--diagnose", type=pathlib.Path, default=None, metavar="JSON",
                         help="add the per-pixel reconstruction table to an image_likelihood.json whose rows lack it, "
                         "from the checkpoints under --runs, and re-render")
-    parser.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
-                        help="re-render the .md and .png from an image_likelihood.json (no training)")
     args = parser.parse_args(argv)
     if args.render:
-        saved = json.loads(args.render.read_text())
-        args.out.mkdir(parents=True, exist_ok=True)
-        plot(saved["results"], args.out / "image_likelihood.png")
-        (args.out / "image_likelihood.md").write_text(render(saved["meta"], saved["results"]))
-        return 0
+        return _rewrite(args, harness.load_saved(args.render))
     if args.diagnose:
-        import torch
-
         from pyro_bfn import zoo
         from pyro_bfn.training import load_model
 
-        torch.set_num_threads(args.threads)
+        harness.set_threads(args.threads)
         saved = json.loads(args.diagnose.read_text())
         for row in saved["results"]:
             if row.get("reconstruction_diagnostics"):
@@ -340,45 +341,27 @@ def main(argv=None) -> int:
             bfn, _, _ = load_model(args.runs / f"{row['dataset']}_{row['loss']}" / "checkpoint.pt", device=args.device)
             raw = spec.load("test")[: row["continuous"]["num_examples"]]
             row["reconstruction_diagnostics"] = reconstruction_diagnostics(bfn, spec, raw, args.seed, args.eval_batch_size)
-        saved["meta"]["diagnose_command"] = " ".join(shlex.quote(a) for a in ["python", "benchmarks/image_likelihood.py"]
-                                                     + (sys.argv[1:] if argv is None else list(argv)))
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "image_likelihood.json").write_text(json.dumps(saved, indent=1))
-        plot(saved["results"], args.out / "image_likelihood.png")
-        (args.out / "image_likelihood.md").write_text(render(saved["meta"], saved["results"]))
-        return 0
-    if args.repeats < 1 or (args.steps is not None and args.steps < 1):
-        parser.error("--repeats and --steps must be positive")
-
-    import pyro
-    import torch
+        saved["meta"]["diagnose_command"] = harness.command_line(__file__, argv)
+        return _rewrite(args, saved)
 
     from pyro_bfn import zoo
 
     for dataset in args.datasets:
         zoo.get_dataset(dataset)  # unknown names fail before any training
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/image_likelihood.py"]
-                       + (sys.argv[1:] if argv is None else list(argv)))
-    meta = dict(
-        command=command, date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), seed=args.seed,
-        torch=torch.__version__, pyro=pyro.__version__, threads=args.threads, cpu=_cpu_model(), cores=os.cpu_count(),
-        git=_git(), load_start=_load(), backbone=args.backbone, batch_size=args.batch_size, lr=args.lr,
-        autocast=args.autocast, repeats=args.repeats,
-    )
+    harness.set_threads(args.threads)
+    meta = harness.provenance(__file__, argv, seed=args.seed, threads=args.threads)
+    meta.update(backbone=args.backbone, batch_size=args.batch_size, lr=args.lr, autocast=args.autocast,
+                repeats=args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for dataset in args.datasets:
         for loss in args.losses:
             rows.append(run_one(dataset, loss, args, args.runs))
-            meta.update(load_end=_load(), wall_seconds=time.perf_counter() - start)
             # partial results are written after every model, so an interrupted run keeps what it measured
-            (args.out / "image_likelihood.json").write_text(json.dumps(dict(meta=meta, results=rows), indent=1))
-    plot(rows, args.out / "image_likelihood.png")
-    table = render(meta, rows)
-    print(table)
-    (args.out / "image_likelihood.md").write_text(table)
+            saved = {k: v for k, v in harness.finish(meta).items() if k != "started"}
+            (args.out / "image_likelihood.json").write_text(json.dumps(dict(meta=saved, results=rows), indent=1))
+    png = plot(rows, args.out / "image_likelihood.png")
+    harness.write_results(args.out, "image_likelihood", render(meta, rows), meta, plots=[png], results=rows)
     return 0
 
 

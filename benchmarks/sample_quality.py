@@ -23,7 +23,9 @@ One command::
    training set's per-pixel marginals (what a model with no structure gets).
 
 Writes ``benchmarks/results/sample_quality.md`` / ``.json`` and the grid of the scored
-samples ``sample_quality_samples.png`` (plus the reference grid ``sample_quality_test.png``).
+samples ``sample_quality_samples.png`` (plus the reference grid ``sample_quality_test.png``); the
+notes are computed from the table's numbers. ``--render JSON`` re-renders the Markdown of a
+saved run.
 
 CPU budget: with one torch thread on the shared 2-core reference machine, about 1.5 minutes
 to train the classifier (cached afterwards) and about 4-5 minutes at light load for 500
@@ -33,32 +35,20 @@ under a load average of 5-6); the scoring itself takes seconds.
 
 from __future__ import annotations
 
+import math
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see pyro_bfn.cli
-
-import argparse
-import json
 import pathlib
-import shlex
 import sys
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent
-DEFAULT_OUT = HERE / "results"
-DEFAULT_CHECKPOINT = ROOT / "runs" / "mnist_demo" / "checkpoint.pt"
-DEFAULT_CLASSIFIER = ROOT / "runs" / "mnist_classifier" / "classifier.pt"
+import harness
 
+harness.passive_openmp()  # before torch loads
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from provenance import cpu_model as _cpu_model  # noqa: E402  (benchmarks/provenance.py)
-from provenance import demo_test_bound as _demo_test_bound  # noqa: E402
-from provenance import git_revision as _git  # noqa: E402
-
-
-def _load() -> str:
-    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+DEFAULT_CHECKPOINT = harness.ROOT / "runs" / "mnist_demo" / "checkpoint.pt"
+DEFAULT_CLASSIFIER = harness.ROOT / "runs" / "mnist_classifier" / "classifier.pt"
+PAPER_NATS = 77.87  # the paper's binarized-MNIST bound (Sec. 6.2), for the notes
+NUM_CLASSES = 10
 
 
 def _log(message: str) -> None:
@@ -165,24 +155,18 @@ COLUMNS = ["image set", "N", "mean max-confidence", "mean class entropy (nats)",
 
 def render(meta: dict, rows: list) -> str:
     c = meta["classifier"]
+    classifier = f"trained in {c['train_seconds']} s" if c["trained_now"] else "loaded from its cache"
     lines = [
-        "# Binarized MNIST: classifier-based sample quality",
-        "",
-        f"Command: `{meta['command']}`  ",
-        f"Date: {meta['date']}; seed {meta['seed']}; wall time {meta['wall_seconds'] / 60:.1f} min "
-        f"(classifier {'trained in ' + str(c['train_seconds']) + ' s' if c['trained_now'] else 'loaded from its cache'}, "
-        f"sampling {meta['sample_seconds']:.0f} s); torch {meta['torch']}, pyro {meta['pyro']}, scipy {meta['scipy']}, "
-        f"numpy {meta['numpy']}; {meta['threads']} torch thread(s), OMP_WAIT_POLICY={meta['omp_wait_policy']}; "
-        f"CPU {meta['cpu']} ({meta['cores']} cores, shared); load average (1, 5, 15 min) {meta['load_start']} at the start, "
-        f"{meta['load_end']} at the end; git {meta['git']}",
+        *harness.header_lines(meta, "Binarized MNIST: classifier-based sample quality"),
+        f"Classifier {classifier}; sampling {meta['sample_seconds']:.0f} s.",
         "",
         f"BFN: `{meta['checkpoint']}` ({meta['backbone']}, {meta['parameters']:,} parameters, {meta['updates']} updates "
         f"at batch {meta['batch_size']}, EMA weights, autocast {meta['autocast']}); {meta['num_samples']} samples with "
         f"the n = {meta['n_steps']} sampler (`bfn.sample`, a draw from the final output distribution).  ",
-        f"Classifier: a {c['parameters']:,}-parameter CNN trained for {c['epochs']} epoch(s) on the 60,000 MNIST "
-        f"training images binarized afresh per batch; **test accuracy {c['test_accuracy']:.2%}** on the 10,000 "
-        f"binarized test images. Features: its 128-unit penultimate layer; the test-set statistics use all 10,000 "
-        f"binarized test images.",
+        f"Classifier: a {c['parameters']:,}-parameter CNN trained for {c['epochs']} epoch(s) on the "
+        f"{c.get('train_images', 60_000):,} MNIST training images binarized afresh per batch; **test accuracy "
+        f"{c['test_accuracy']:.2%}** on the 10,000 binarized test images. Features: its 128-unit penultimate layer; the "
+        "test-set statistics use all 10,000 binarized test images.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * (len(COLUMNS) - 1),
@@ -192,8 +176,8 @@ def render(meta: dict, rows: list) -> str:
             f"| {r['name']} | {r['num']} | {r['mean_max_confidence']:.3f} | {r['mean_class_entropy']:.3f} "
             f"| {r['marginal_class_entropy']:.3f} | {r['inception_score']:.2f} | {r['frechet_distance']:.2f} |"
         )
-    lines += ["", "Class histograms (fraction of each image set whose most probable class is 0..9):", "",
-              "| image set | " + " | ".join(str(k) for k in range(10)) + " |", "|---|" + "---:|" * 10]
+    lines += ["", f"Class histograms (fraction of each image set whose most probable class is 0..{NUM_CLASSES - 1}):", "",
+              "| image set | " + " | ".join(str(k) for k in range(NUM_CLASSES)) + " |", "|---|" + "---:|" * NUM_CLASSES]
     for r in rows:
         lines.append(f"| {r['name']} | " + " | ".join(f"{v:.3f}" for v in r["class_histogram"]) + " |")
     lines += ["", f"Scored samples: ![samples]({meta['sample_grid']})", "", "## Notes", ""]
@@ -201,57 +185,63 @@ def render(meta: dict, rows: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def notes(meta: dict, rows: list) -> list:
-    import math
+def _compare(a: float, b: float) -> str:
+    return "below" if a < b else "above" if a > b else "equal to"
 
+
+def notes(meta: dict, rows: list) -> list:
+    """The notes of the table, every number from ``rows``, ``meta`` or the paper."""
     by = {r["key"]: r for r in rows}
     s, t, m = by.get("bfn"), by.get("test"), by.get("marginal")
     out = [
-        f"Upper limits with 10 classes: IS-style score 10, marginal class entropy ln 10 = {math.log(10):.3f} nats; "
-        "mean class entropy 0 and max-confidence 1 for perfectly recognisable digits. The Frechet distance is in "
-        "squared feature units of this classifier and comparable only between rows of this table (not to published "
-        "FIDs, which use Inception-v3 features).",
+        f"Upper limits with {NUM_CLASSES} classes: IS-style score {NUM_CLASSES}, marginal class entropy ln {NUM_CLASSES} "
+        f"= {math.log(NUM_CLASSES):.3f} nats; mean class entropy 0 and max-confidence 1 for perfectly recognisable digits. "
+        "The Frechet distance is in squared feature units of this classifier and comparable only between rows of this "
+        "table (not to published FIDs, which use Inception-v3 features).",
     ]
     if s and t:
         out.append(
-            f"The {s['num']} real test images are the floor at this N: Frechet distance {t['frechet_distance']:.2f} to the "
+            f"The {t['num']} real test images are the floor at this N: Frechet distance {t['frechet_distance']:.2f} to the "
             f"whole test set comes from sampling noise alone (the distance is biased upwards at finite N). The BFN samples "
             f"are at {s['frechet_distance']:.2f}, {s['frechet_distance'] / max(t['frechet_distance'], 1e-12):.1f}x that floor"
             + (f", and the independent-pixel images at {m['frechet_distance']:.2f}" if m else "") + "."
         )
+        bound = (f"its test bound in `test_bound.json` beside the checkpoint is {meta['test_bound_nats']:.2f} nats/image"
+                 if meta.get("test_bound_nats") is not None else "no test bound of this checkpoint was found")
         out.append(
-            f"Recognisability: the classifier is confident on real digits (mean max-confidence {t['mean_max_confidence']:.3f}, "
-            f"IS-style {t['inception_score']:.2f}) and less so on the samples ({s['mean_max_confidence']:.3f}, "
-            f"{s['inception_score']:.2f}): many samples are digit-like strokes that are not clearly one digit, as expected "
-            f"of a 1.08M-parameter model trained for {meta['updates']} updates ("
-            + (f"its test bound in `test_bound.json` beside the checkpoint is {meta['test_bound_nats']:.2f} nats/image"
-               if meta.get("test_bound_nats") is not None else "no test bound of this checkpoint was found")
-            + " against the paper's 77.87). The marginal class entropy "
-            f"({s['marginal_class_entropy']:.3f} vs {t['marginal_class_entropy']:.3f} for real images) says whether the "
-            "samples cover the ten classes; the class histogram shows which classes are over- or under-produced."
+            f"Recognisability: on real digits the classifier's mean max-confidence is {t['mean_max_confidence']:.3f} and the "
+            f"IS-style score {t['inception_score']:.2f}; on the samples {s['mean_max_confidence']:.3f} "
+            f"({_compare(s['mean_max_confidence'], t['mean_max_confidence'])} the real digits') and "
+            f"{s['inception_score']:.2f} ({_compare(s['inception_score'], t['inception_score'])}), for a "
+            f"{meta['parameters'] / 1e6:.2f}M-parameter model trained for {meta['updates']} updates ({bound}, against the "
+            f"paper's {PAPER_NATS}). The marginal class entropy ({s['marginal_class_entropy']:.3f} vs "
+            f"{t['marginal_class_entropy']:.3f} for real images) says whether the samples cover the {NUM_CLASSES} classes; "
+            "the class histogram shows which classes are over- or under-produced."
         )
         hist_s, hist_t = s["class_histogram"], t["class_histogram"]
-        over = [k for k in range(10) if hist_s[k] > 1.4 * hist_t[k]]
-        under = [k for k in range(10) if hist_s[k] < 0.7 * hist_t[k]]
+        over = [k for k in range(NUM_CLASSES) if hist_s[k] > 1.4 * hist_t[k]]
+        under = [k for k in range(NUM_CLASSES) if hist_s[k] < 0.7 * hist_t[k]]
         if over or under:
+            p = 1 / NUM_CLASSES
             out.append(
                 "Against the real test images the samples over-produce the classes "
                 + (", ".join(str(k) for k in over) or "none") + " and under-produce "
                 + (", ".join(str(k) for k in under) or "none")
-                + " (ratio of histogram entries above 1.4 or below 0.7; with N = "
-                f"{s['num']} one entry has a binomial standard error of about 0.013)."
+                + f" (ratio of histogram entries above 1.4 or below 0.7; with N = {s['num']} an entry near {p:.1f} has a "
+                f"binomial standard error of about {math.sqrt(p * (1 - p) / s['num']):.3f})."
             )
     if m and t:
         out.append(
-            f"No single number suffices: the independent-pixel blobs get a high mean max-confidence "
-            f"({m['mean_max_confidence']:.3f}; the classifier calls {max(m['class_histogram']):.0%} of them one class) "
-            f"but the IS-style score ({m['inception_score']:.2f}), the marginal class entropy "
-            f"({m['marginal_class_entropy']:.3f}) and the Frechet distance ({m['frechet_distance']:.1f}) expose them."
+            f"No single number suffices: the independent-pixel images get a mean max-confidence of "
+            f"{m['mean_max_confidence']:.3f} (the classifier calls {max(m['class_histogram']):.0%} of them one class), "
+            f"but their IS-style score ({m['inception_score']:.2f} vs {t['inception_score']:.2f} for real images), marginal "
+            f"class entropy ({m['marginal_class_entropy']:.3f} vs {t['marginal_class_entropy']:.3f}) and Frechet distance "
+            f"({m['frechet_distance']:.1f} vs {t['frechet_distance']:.1f}) tell them apart."
         )
     if s:
         out.append(
             "The scored samples are draws from the final output distribution, as `bfn.sample` returns by default (the "
-            "reference code returns its mode); the isolated speckle pixels visible in the grid are part of what is scored."
+            "reference code returns its mode), so pixels drawn against the output's most probable value are scored too."
         )
     out.append(
         "The paper reports no sample-quality numbers for binarized MNIST (only likelihoods and sample grids); these "
@@ -261,38 +251,26 @@ def notes(meta: dict, rows: list) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__doc__, threads=1, render="re-render the .md from a sample_quality.json (no computation)")
     parser.add_argument("--checkpoint", type=pathlib.Path, default=DEFAULT_CHECKPOINT,
                         help="a pyro-bfn checkpoint of a binarized-MNIST model (default: the demo's; `make demo` makes it)")
-    parser.add_argument("--num-samples", type=int, default=500, help="N, samples and reference images (default 500)")
-    parser.add_argument("--n-steps", type=int, default=100, help="sampler steps (default 100)")
-    parser.add_argument("--sample-batch", type=int, default=100)
+    parser.add_argument("--num-samples", type=harness.positive_int, default=500,
+                        help="N, samples and reference images (default 500)")
+    parser.add_argument("--n-steps", type=harness.positive_int, default=100, help="sampler steps (default 100)")
+    parser.add_argument("--sample-batch", type=harness.positive_int, default=100)
     parser.add_argument("--classifier", type=pathlib.Path, default=DEFAULT_CLASSIFIER, help="classifier cache")
     parser.add_argument("--retrain-classifier", action="store_true", help="train the classifier even if cached")
-    parser.add_argument("--classifier-epochs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; the machine is shared)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="directory for sample_quality.md/.json/.png")
-    parser.add_argument("--render", type=pathlib.Path, default=None, metavar="JSON",
-                        help="re-render the .md from a sample_quality.json (no computation)")
+    parser.add_argument("--classifier-epochs", type=harness.positive_int, default=2)
     args = parser.parse_args(argv)
     if args.render:
-        saved = json.loads(args.render.read_text())
-        if "test_bound_nats" not in saved["meta"]:  # results written before the bound was recorded
-            saved["meta"]["test_bound_nats"] = _demo_test_bound(ROOT / saved["meta"]["checkpoint"], saved["meta"]["updates"])
-            args.render.write_text(json.dumps(saved, indent=1))
-        table = render(saved["meta"], saved["results"])
-        print(table)
-        (args.out / "sample_quality.md").write_text(table)
+        saved = harness.load_saved(args.render, "test_bound_nats")
+        harness.write_results(args.out, "sample_quality", render(saved["meta"], saved["results"]))
         return 0
     if not args.checkpoint.is_file():
         print(f"sample_quality: {args.checkpoint} does not exist; run `make demo` first (about 20 minutes)", file=sys.stderr)
         return 2
 
     import numpy as np
-    import pyro
-    import scipy
     import torch
 
     from pyro_bfn import metrics
@@ -300,14 +278,9 @@ def main(argv=None) -> int:
     from pyro_bfn.plotting import save_image_grid
     from pyro_bfn.training import load_model
 
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/sample_quality.py"]
-                       + (sys.argv[1:] if argv is None else list(argv)))
-    meta = dict(command=command, date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), seed=args.seed,
-                torch=torch.__version__, pyro=pyro.__version__, scipy=scipy.__version__, numpy=np.__version__,
-                threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""), cpu=_cpu_model(),
-                cores=os.cpu_count(), git=_git(), load_start=_load(), num_samples=args.num_samples, n_steps=args.n_steps)
+    harness.set_threads(args.threads)
+    meta = harness.provenance(__file__, argv, seed=args.seed, threads=torch.get_num_threads())
+    meta.update(num_samples=args.num_samples, n_steps=args.n_steps)
 
     # 1. classifier
     trained_now = args.retrain_classifier or not args.classifier.is_file()
@@ -328,13 +301,10 @@ def main(argv=None) -> int:
 
     # 2. BFN samples
     bfn, config, state = load_model(args.checkpoint, device=args.device)
-    try:
-        checkpoint_label = str(args.checkpoint.resolve().relative_to(ROOT))
-    except ValueError:
-        checkpoint_label = str(args.checkpoint)
-    meta.update(checkpoint=checkpoint_label, backbone=config.backbone, parameters=sum(p.numel() for p in bfn.parameters()),
-                updates=int(state["step"]), batch_size=config.batch_size, autocast=str(bfn.autocast_dtype or "none"),
-                test_bound_nats=_demo_test_bound(args.checkpoint, int(state["step"])))
+    meta.update(checkpoint=harness.checkpoint_label(args.checkpoint), backbone=config.backbone,
+                parameters=sum(p.numel() for p in bfn.parameters()), updates=int(state["step"]),
+                batch_size=config.batch_size, autocast=str(bfn.autocast_dtype or "none"),
+                test_bound_nats=harness.demo_test_bound(args.checkpoint, int(state["step"])))
     torch.manual_seed(args.seed)
     sample_start = time.perf_counter()
     samples = []
@@ -368,15 +338,11 @@ def main(argv=None) -> int:
         _log(f"{name}: IS-style {row['inception_score']:.2f}, Frechet {row['frechet_distance']:.2f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    grid = args.out / "sample_quality_samples.png"
-    save_image_grid(samples, grid, nrow=25)
-    save_image_grid(real, args.out / "sample_quality_test.png", nrow=25)
-    meta.update(sample_grid=grid.name, reference_grid="sample_quality_test.png", load_end=_load(),
-                wall_seconds=time.perf_counter() - start)
-    table = render(meta, rows)
-    print(table)
-    (args.out / "sample_quality.md").write_text(table)
-    (args.out / "sample_quality.json").write_text(json.dumps(dict(meta=meta, results=rows), indent=1))
+    grid = save_image_grid(samples, args.out / "sample_quality_samples.png", nrow=25)
+    reference_grid = save_image_grid(real, args.out / "sample_quality_test.png", nrow=25)
+    meta.update(sample_grid=pathlib.Path(grid).name, reference_grid=pathlib.Path(reference_grid).name)
+    harness.finish(meta)
+    harness.write_results(args.out, "sample_quality", render(meta, rows), meta, plots=[grid, reference_grid], results=rows)
     return 0
 
 

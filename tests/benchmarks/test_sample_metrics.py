@@ -1,5 +1,6 @@
-"""pyro_bfn.metrics (the sample-quality scores of benchmarks/sample_quality.py) against
-independent numpy / scipy computations on small arrays. Fast, no MNIST."""
+"""The image sample-quality scores of :mod:`pyro_bfn.metrics` (used by
+``benchmarks/sample_quality.py``) against independent numpy / scipy computations on small
+arrays. Fast, no MNIST."""
 
 import numpy as np
 import pytest
