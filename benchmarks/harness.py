@@ -30,7 +30,6 @@ loads.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import pathlib
@@ -307,21 +306,18 @@ def throughput(seconds: list, batch: int) -> dict:
 
 
 def seeded_batches(spec, raw, seed: int, batch_size: int):
-    """The batches of ``raw`` prepared as :func:`pyro_bfn.evaluation.evaluate_bound` prepares
-    them in its first pass (torch's global generator seeded with ``seed`` inside a fork, a
-    dedicated ``seed``-seeded generator for ``spec.prepare``), so that what a study computes on
-    them sees the draws of that bound. The global generator is restored afterwards.
+    """The batches of ``raw`` as :func:`pyro_bfn.evaluation.evaluate_bound` prepares them in
+    its first pass (:func:`pyro_bfn.evaluation.seeded_draws` and
+    :func:`pyro_bfn.evaluation.prepared_batches`), so that what a study computes on them sees
+    the draws of that bound. The global generator is restored afterwards.
 
     :param spec: a :class:`pyro_bfn.zoo.DatasetSpec`.
     :param raw: raw examples, shape ``(N, *data_shape)``.
     """
-    import torch
+    from pyro_bfn.evaluation import prepared_batches, seeded_draws
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        for start in range(0, raw.shape[0], batch_size):
-            yield spec.prepare(raw[start : start + batch_size], generator)
+    with seeded_draws(seed) as generator:
+        yield from prepared_batches(spec, raw, batch_size, generator)
 
 
 # --------------------------------------------------------------------------- results
@@ -390,10 +386,7 @@ def save_figure(figure, path, dpi: int = 120) -> str:
 
 
 def read_run_log(run_dir, name: str = "train") -> list:
-    """The rows (dicts of strings) of ``RUN_DIR/NAME_log.csv`` that a
-    :class:`pyro_bfn.training.Trainer` writes (``train`` or ``valid``); ``[]`` without the file."""
-    path = pathlib.Path(run_dir) / f"{name}_log.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+    """The rows of a run's ``train`` or ``valid`` log (:meth:`pyro_bfn.training.RunLog.rows`)."""
+    from pyro_bfn.training import RunLog
+
+    return RunLog(run_dir).rows(name)

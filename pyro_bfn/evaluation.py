@@ -10,6 +10,7 @@ otherwise. Every number is reproducible from ``seed``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from .bfn import BFN
 from .checks import check_integer
 
-__all__ = ["BoundResult", "evaluate_bound"]
+__all__ = ["BoundResult", "evaluate_bound", "prepared_batches", "seeded_draws"]
 
 _LN2 = math.log(2.0)
 
@@ -71,6 +72,26 @@ class BoundResult:
         )
 
 
+@contextlib.contextmanager
+def seeded_draws(seed: int, device="cpu"):
+    """The random state of an evaluation: inside, torch's global generator (and ``device``'s,
+    for CUDA) is seeded with ``seed`` (the flow and time draws of the losses), and the context
+    gives a new CPU generator seeded with ``seed`` for preparing the data (e.g. the dynamic
+    binarization of :meth:`~pyro_bfn.zoo.DatasetSpec.prepare`). The global state is restored on
+    exit."""
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed)
+
+
+def prepared_batches(spec, raw: torch.Tensor, batch_size: int, generator=None):
+    """``spec.prepare`` of consecutive batches of ``raw`` (shape ``(N, *data_shape)``), in
+    order, drawing from ``generator``: one pass of :func:`evaluate_bound`."""
+    for start in range(0, raw.shape[0], batch_size):
+        yield spec.prepare(raw[start : start + batch_size], generator)
+
+
 @torch.inference_mode()
 def evaluate_bound(
     bfn: BFN,
@@ -115,13 +136,11 @@ def evaluate_bound(
     batches = math.ceil(num_examples / batch_size)
     bar = tqdm(total=repeats * batches, desc=f"bound {split}", disable=not progress, leave=False)
     try:
-        with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed)
+        with seeded_draws(seed, device) as generator:
             for _ in range(repeats):
                 total = 0.0
-                for start_index in range(0, num_examples, batch_size):
-                    x = spec.prepare(raw[start_index : start_index + batch_size], generator).to(device)
+                for x in prepared_batches(spec, raw, batch_size, generator):
+                    x = x.to(device)
                     terms = bfn.loss(x, n_steps=n_steps, reconstruction=True)
                     # summed in float64, so that the bound is exactly its two terms' sum
                     transmission, reconstruction = terms.transmission.double().cpu(), terms.reconstruction.double().cpu()

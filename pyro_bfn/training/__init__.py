@@ -53,7 +53,7 @@ from .checkpoint import (
 from .config import ConfigError, TrainConfig, apply_overrides
 from .devices import cpu_has_native_bf16, resolve_autocast, resolve_device
 from .optim import make_optimizer
-from .runlog import save_samples
+from .runlog import RunLog, save_samples
 from .trainer import Trainer, TrainingDivergedError
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "MaxSteps",
+    "RunLog",
     "StopCondition",
     "TimeBudget",
     "TrainConfig",

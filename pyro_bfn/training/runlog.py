@@ -38,6 +38,13 @@ class RunLog:
     def __init__(self, out_dir):
         self.out_dir = Path(out_dir)
 
+    def rows(self, name: str = "train") -> list:
+        """The rows (dicts of strings) of ``train_log.csv`` or ``valid_log.csv``
+        (``name`` = ``"train"`` or ``"valid"``); ``[]`` when the file does not exist."""
+        if name not in ("train", "valid"):
+            raise ValueError(f"name must be 'train' or 'valid', got {name!r}")
+        return _read_csv(self.out_dir / f"{name}_log.csv")
+
     def start(self, config: dict, step: int) -> None:
         """Create the directory, write ``config.yaml`` and drop the log rows past ``step``
         (written after the checkpoint a run resumes from), so that a resumed run's logs read
