@@ -63,60 +63,28 @@ __all__ = [
 #: backbone class -> the layout (:data:`~pyro_bfn.models.adapters.LAYOUTS`) of its input
 INPUT_LAYOUTS: Dict[type, str] = {MLP: "flat", UNet: "image", Transformer: "sequence"}
 
+#: what the binarized-MNIST U-Nets share (the paper's network, PAPER_CONFIGS): levels at 28, 14
+#: and 7 pixels, no attention outside the middle block, a per-pixel input projection
+#: concatenated with the output, the time as an extra channel and a sinusoid of 4000 t
+_MNIST_UNET = dict(
+    width_multipliers=(1, 2, 2),
+    attention_levels=(),
+    num_heads=4,
+    time_embedding_scale=4000.0,
+    input_projection=True,
+    input_skip=True,
+    time_channel=True,
+)
+
 # name -> (class, default keyword arguments)
 CONFIGS: Dict[str, tuple] = {
     "mlp_small": (MLP, dict(hidden=256, depth=3, time_embedding_dim=64, dropout=0.0)),
     # CPU default for binarized MNIST (28x28): paper-style input handling, small widths.
-    "unet_small": (
-        UNet,
-        dict(
-            base_width=48,
-            width_multipliers=(1, 2, 2),
-            num_res_blocks=1,
-            attention_levels=(),
-            dropout=0.0,
-            num_heads=4,
-            num_groups=16,
-            time_embedding_scale=4000.0,
-            input_projection=True,
-            input_skip=True,
-            time_channel=True,
-        ),
-    ),
+    "unet_small": (UNet, dict(_MNIST_UNET, base_width=48, num_res_blocks=1, dropout=0.0, num_groups=16)),
     # Width 32, one residual block per level, about 1.1M parameters.
-    "unet_mnist_small_variant": (
-        UNet,
-        dict(
-            base_width=32,
-            width_multipliers=(1, 2, 2),
-            num_res_blocks=1,
-            attention_levels=(),
-            dropout=0.0,
-            num_heads=4,
-            num_groups=32,
-            time_embedding_scale=4000.0,
-            input_projection=True,
-            input_skip=True,
-            time_channel=True,
-        ),
-    ),
+    "unet_mnist_small_variant": (UNet, dict(_MNIST_UNET, base_width=32, num_res_blocks=1, dropout=0.0, num_groups=32)),
     # The paper's binarized-MNIST network (about 24.8M parameters).
-    "unet_mnist_paper": (
-        UNet,
-        dict(
-            base_width=128,
-            width_multipliers=(1, 2, 2),
-            num_res_blocks=2,
-            attention_levels=(),
-            dropout=0.5,
-            num_heads=4,
-            num_groups=32,
-            time_embedding_scale=4000.0,
-            input_projection=True,
-            input_skip=True,
-            time_channel=True,
-        ),
-    ),
+    "unet_mnist_paper": (UNet, dict(_MNIST_UNET, base_width=128, num_res_blocks=2, dropout=0.5, num_groups=32)),
     # The paper's CIFAR-10 network: VDM U-Net without down-sampling (about 30.7M parameters).
     "unet_cifar_paper": (
         UNet,
