@@ -152,6 +152,7 @@ CLI_COMMANDS = {
     "evaluate": ["evaluate", "--help"],
     "sample": ["sample", "--help"],
     "list": ["list"],
+    "data": ["data", "--help"],
 }
 
 
