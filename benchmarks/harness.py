@@ -217,7 +217,12 @@ def parser(doc: str, *, out=RESULTS, seed: int = 0, threads: int | None = 1, dev
     """The argument parser every script starts from: its docstring as the description, and
     ``--out`` (directory of the result files; ``out=None``: none unless given), ``--seed``,
     ``--threads`` (torch threads; ``None`` keeps torch's choice), unless ``device`` is ``None``
-    ``--device``, and with ``render`` (what re-rendering does, for the help) ``--render JSON``."""
+    ``--device``, and with ``render`` (what re-rendering does, for the help) ``--render JSON``.
+    It also sends the library's log records (the trainer's status lines) to stderr, as the
+    ``pyro-bfn`` command does."""
+    from pyro_bfn.training import log_to_stderr
+
+    log_to_stderr()
     result = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--out", type=pathlib.Path, default=out,
                         help="directory for the result files (default " + (f"{out})" if out else "none: print only)"))

@@ -17,18 +17,29 @@ for one another make two threads slower than one (``benchmarks/results/speed.pas
 :func:`main` therefore sets ``OMP_WAIT_POLICY=PASSIVE`` before torch is imported, unless the
 variable is already set.
 
-Expected failures (missing data, a corrupt checkpoint, an invalid configuration, a diverged
-run) print one line ``pyro-bfn: error: ...`` to stderr and exit with status 2.
+Expected failures (missing data, a file that is not a checkpoint, an invalid configuration or
+nested option, a diverged run) print one line ``pyro-bfn: error: ...`` to stderr and exit
+with status 2. When the reader of standard output goes away (``pyro-bfn list | head -1``),
+the command stops quietly with status 1, as the Python documentation recommends for
+``SIGPIPE`` (the note on SIGPIPE in :mod:`signal`).
+
+Logging: the library logs through :mod:`logging` (the ``pyro_bfn`` logger); :func:`main`
+shows its INFO records on stderr (:func:`~pyro_bfn.training.log_to_stderr`: a
+:class:`~pyro_bfn.training.TqdmHandler`, above any progress bar). ``pyro-bfn --version``
+prints :data:`pyro_bfn.__version__`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
+
+import pyro_bfn
 
 from .checks import check_integer
 
@@ -50,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-bfn", description="Bayesian Flow Networks in Pyro: train, evaluate, sample; obtain the data."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {pyro_bfn.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a BFN from a YAML configuration")
@@ -120,10 +132,11 @@ def _evaluate(args) -> int:
                                      autocast=args.autocast)
     spec = get_dataset(config.dataset)
     n_steps = None if args.continuous or args.n_steps is None else args.n_steps
-    result = evaluate_bound(
-        bfn, spec, split=args.split, n_steps=n_steps, repeats=args.repeats, batch_size=args.batch_size,
-        seed=args.seed, max_examples=args.max_examples, progress=sys.stderr.isatty(),
-    )
+    with _finite_network(args.checkpoint):
+        result = evaluate_bound(
+            bfn, spec, split=args.split, n_steps=n_steps, repeats=args.repeats, batch_size=args.batch_size,
+            seed=args.seed, max_examples=args.max_examples, progress=sys.stderr.isatty(),
+        )
     print(result.format())
     unit = "bits/char" if spec.modality == "text" else "bits/dim"
     print(f"{result.nats:.3f} ± {result.nats_stderr:.3f} nats/example, "
@@ -151,7 +164,8 @@ def _sample(args) -> int:
     spec = get_dataset(config.dataset)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    samples = bfn.sample(args.num, args.n_steps, mode=args.mode)
+    with _finite_network(args.checkpoint):
+        samples = bfn.sample(args.num, args.n_steps, mode=args.mode)
     out = Path(args.out)
     written = save_samples(spec, samples, out.with_suffix("") if out.suffix else out)
     if out.suffix and written != out:
@@ -160,6 +174,22 @@ def _sample(args) -> int:
     print(f"wrote {args.num} samples ({args.n_steps} steps{', mode' if args.mode else ''}, "
           f"{time.perf_counter() - start:.1f} s) to {written}")
     return 0
+
+
+@contextlib.contextmanager
+def _finite_network(checkpoint):
+    """A non-finite network output (the ``ValueError`` of
+    :meth:`~pyro_bfn.bfn.BFN.output_distribution`) as a :class:`CheckpointError` naming the file."""
+    from .training import CheckpointError
+    from .training.trainer import NON_FINITE_OUTPUT
+
+    try:
+        yield
+    except ValueError as error:
+        if str(error) != NON_FINITE_OUTPUT:
+            raise
+        raise CheckpointError(f"the model of checkpoint {checkpoint} returned NaN or infinite values "
+                              "(weights of a diverged run?)") from None
 
 
 def _list(args) -> int:
@@ -177,6 +207,16 @@ def _list(args) -> int:
     return 0
 
 
+def _silence_stdout() -> None:
+    """After a broken pipe: point standard output at ``os.devnull``, so that the interpreter's
+    final flush does not raise again (the Python documentation's recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a replaced sys.stdout without a file descriptor
+        pass
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status.
 
@@ -184,12 +224,18 @@ def main(argv=None) -> int:
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see the module docstring; before torch loads
     from .datasets import DataIntegrityError
-    from .training import CheckpointError, ConfigError, TrainingDivergedError
+    from .training import CheckpointError, ConfigError, TrainingDivergedError, log_to_stderr
 
     expected = (ConfigError, CheckpointError, TrainingDivergedError, DataIntegrityError, FileNotFoundError)
     args = _parser().parse_args(argv)
+    log_to_stderr()
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here rather than at the interpreter's exit
+        return status
+    except BrokenPipeError:  # the reader went away (pyro-bfn list | head): nothing to say
+        _silence_stdout()
+        return EXIT_ERROR
     except expected as error:
         message = str(error) or type(error).__name__
         if isinstance(error, FileNotFoundError) and error.filename and str(error.filename) not in message:

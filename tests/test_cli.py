@@ -137,3 +137,96 @@ def test_argument_errors_exit_2(capsys):
         main(["evaluate", "--checkpoint", "x.pt", "--n-steps", "4", "--continuous"])
     assert info.value.code == 2
     capsys.readouterr()
+
+
+def test_nested_option_keys_are_one_line(capsys):
+    """``backbone_options`` and ``data_type_options`` are checked against the constructors."""
+    status, _, err = run_cli(["train", "--set", "dataset=toy_binary", "--set", "backbone_options.hiden=64"], capsys)
+    assert_one_line_error(status, err, "backbone_options", "'hiden'", "accepted:", "hidden", "depth")
+    status, _, err = run_cli(["train", "--set", "dataset=toy_binary", "--set", "data_type_options.beta=2"], capsys)
+    assert_one_line_error(status, err, "data_type_options", "'beta'", "accepted:", "beta_1")
+    # a known key with a value the data type rejects is one line too
+    status, _, err = run_cli(["train", "--set", "dataset=toy_discretised", "--set", "data_type_options.loss=bogus"],
+                             capsys)
+    assert_one_line_error(status, err, "data_type_options", "bogus")
+
+
+def test_divergence_is_a_stop_with_the_last_good_checkpoint(tmp_path, capsys):
+    """``lr=1e9`` without clipping: the network's non-finite output stops the run."""
+    from pyro_bfn.training import load_checkpoint
+
+    out_dir = tmp_path / "run"
+    status, _, err = run_cli(["train", "--config", "configs/toy_binary.yaml", "--out-dir", out_dir, "--set", "lr=1e9",
+                              "--set", "grad_clip=0", "--set", "ckpt_interval=1", "--set", "max_steps=40",
+                              "--set", "progress=false"], capsys)
+    lines = err.strip().splitlines()
+    assert status == 2 and "Traceback" not in err, err
+    assert lines[-1].startswith("pyro-bfn: error: training diverged at step "), err
+    assert "was left intact" in lines[-1]
+    diverged_at = int(lines[-1].split("training diverged at step ", 1)[1].split(":", 1)[0])
+    state = load_checkpoint(out_dir / "checkpoint.pt")  # the last good one, readable
+    assert state["step"] == diverged_at - 1 and f"(step {state['step']})" in lines[-1]
+    # its weights give non-finite outputs too: evaluate and sample say so in one line
+    for command in (["evaluate", "--checkpoint", out_dir / "checkpoint.pt", "--max-examples", 8],
+                    ["sample", "--checkpoint", out_dir / "checkpoint.pt", "--num", 2, "--n-steps", 2,
+                     "--out", tmp_path / "g.png"]):
+        status, _, err = run_cli(command, capsys)
+        if status != 0:
+            assert_one_line_error(status, err, "checkpoint.pt", "NaN or infinite")
+
+
+def test_non_checkpoint_files_are_one_line(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    pickled = tmp_path / "array.pt"
+    torch.save({"array": np.zeros(3)}, pickled)
+    state_dict = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, state_dict)
+    for path, fragment in ((text, "not a torch file"), (pickled, "objects other than tensors"),
+                           (state_dict, "not a pyro-bfn checkpoint")):
+        for command in (["evaluate", "--checkpoint", path], ["sample", "--checkpoint", path, "--out", tmp_path / "g.png"]):
+            status, _, err = run_cli(command, capsys)
+            assert_one_line_error(status, err, str(path), fragment)
+            assert "Please" not in err and "file an issue" not in err and "weights_only" not in err, err
+
+
+def test_broken_pipe_exits_quietly():
+    """``pyro-bfn list | head -1``: the reader closes the pipe; no traceback, nothing on stderr, status 2."""
+    env = dict(os.environ, CI="true")
+    process = subprocess.Popen([sys.executable, "-m", "pyro_bfn", "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env)
+    process.stdout.close()  # before the child writes anything
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=300) == 2
+    assert stderr == "", stderr
+
+
+def test_version(capsys):
+    from pyro_bfn import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"pyro-bfn {__version__}\n"
+
+
+def test_status_lines_are_logging_records(tmp_path, capsys, caplog):
+    """The library logs (logger ``pyro_bfn.training.trainer``); the command shows the records
+    on stderr through the tqdm-aware handler."""
+    import logging
+
+    from pyro_bfn.training import TqdmHandler
+
+    with caplog.at_level(logging.INFO, logger="pyro_bfn"):
+        status, out, err = run_cli(["train", "--out-dir", tmp_path / "run", "--set", "dataset=toy_binary",
+                                    "--set", "max_steps=2", "--set", "progress=false", *TINY], capsys)
+    assert status == 0, err
+    assert json.loads(out)["step"] == 2  # stdout holds the summary only
+    assert any(r.name == "pyro_bfn.training.trainer" and r.getMessage().startswith("training toy_binary")
+               for r in caplog.records)
+    assert "training toy_binary" in err and "stopped by max_steps at step 2" in err
+    assert sum(isinstance(h, TqdmHandler) for h in logging.getLogger("pyro_bfn").handlers) == 1

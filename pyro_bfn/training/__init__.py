@@ -12,7 +12,12 @@ carried out by a :class:`Trainer`, which writes into ``config.out_dir``:
 ``curves.csv/.png``  loss, validation bound, gradient norm, learning rate against the step
 ``samples_*.png``    sample grids of the EMA model (``.txt`` for text)
 ``summary.json``     steps, examples, wall time, mean examples/s, last validation bound
+``tensorboard/``     with ``logger: tensorboard``: the logged scalars as TensorBoard events
 ==================== =====================================================================
+
+Status lines are INFO records of the ``pyro_bfn`` loggers (:mod:`logging`); the library
+configures no handler; ``pyro-bfn`` (and a script that wants them) calls
+:func:`log_to_stderr`, which shows them through :class:`TqdmHandler`.
 
 Reproducibility. The order of the training examples is a function of ``(seed, epoch)``
 only (a fresh permutation per epoch, see :meth:`Trainer.batch_indices`); the randomness of
@@ -32,7 +37,8 @@ The package's modules, each one concern:
 ``optim``       :func:`make_optimizer` (AdamW), the warm-up schedule, the EMA of the weights
 ``checkpoint``  :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_model`,
                 :class:`CheckpointError`, the random number generator states
-``runlog``      the CSV logs, curves, :func:`save_samples`, ``summary.json``, progress
+``runlog``      the CSV logs and TensorBoard scalars, curves, :func:`save_samples`,
+                ``summary.json``, progress, :class:`TqdmHandler`
 ``budget``      the stop conditions: :class:`MaxSteps`, :class:`TimeBudget`
 ``trainer``     :class:`Trainer`, :class:`TrainingDivergedError`
 =============== ===================================================================
@@ -53,7 +59,7 @@ from .checkpoint import (
 from .config import ConfigError, TrainConfig, apply_overrides
 from .devices import cpu_has_native_bf16, resolve_autocast, resolve_device
 from .optim import make_optimizer
-from .runlog import RunLog, save_samples
+from .runlog import RunLog, TqdmHandler, log_to_stderr, save_samples
 from .trainer import Trainer, TrainingDivergedError
 
 __all__ = [
@@ -67,6 +73,7 @@ __all__ = [
     "RunLog",
     "StopCondition",
     "TimeBudget",
+    "TqdmHandler",
     "TrainConfig",
     "Trainer",
     "TrainingDivergedError",
@@ -74,6 +81,7 @@ __all__ = [
     "cpu_has_native_bf16",
     "load_checkpoint",
     "load_model",
+    "log_to_stderr",
     "make_optimizer",
     "resolve_autocast",
     "resolve_device",

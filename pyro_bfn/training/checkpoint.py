@@ -90,10 +90,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        unpickler = [line for line in lines if "WeightsUnpickler error" in line]
-        reason = (unpickler or lines or [type(error).__name__])[0]
-        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a torch file ({reason[:200]})") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a torch file ({_load_failure(error)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a pyro-bfn checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     if state.get("version") != CHECKPOINT_VERSION:
@@ -110,6 +107,25 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return state
 
 
+def _load_failure(error: Exception) -> str:
+    """Why :func:`torch.load` failed, in a few words: the unpickler's reason (an object other
+    than tensors and plain data) or the error's first line, without torch's advice on loading
+    untrusted files or filing issues."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+        for marker in (" was not an allowed global", " Check the documentation"):
+            text = text.split(marker, 1)[0]
+        text = text.strip()
+        if text.startswith("Unsupported global"):
+            return f"it holds objects other than tensors and plain data: {text}"[:200]
+        return f"unpickling failed: {text}"[:200]
+    for marker in (" Please ", " If you "):  # torch's advice, not a reason
+        text = text.split(marker, 1)[0]
+    first = text.split(". ", 1)[0].strip() or "unreadable"
+    return f"{type(error).__name__}: {first}"[:200]
+
+
 # ---------------------------------------------------------------------------- the model
 def build_model(config: TrainConfig, device, autocast_dtype):
     """The (freshly initialized) BFN that ``config`` trains, on ``device``.
@@ -117,14 +133,22 @@ def build_model(config: TrainConfig, device, autocast_dtype):
     :param TrainConfig config: its dataset, backbone and options.
     :param device: a :class:`torch.device`.
     :param autocast_dtype: the network's autocast dtype, or ``None``.
+    :raises ConfigError: the options do not build a model (a value the data type or the
+        backbone rejects, a backbone whose layout the dataset's examples do not have).
     """
-    return zoo.build_bfn(
-        config.dataset,
-        config.backbone,
-        data_type_options=config.data_type_options,
-        backbone_options=config.backbone_options,
-        autocast_dtype=autocast_dtype,
-    ).to(device)
+    try:
+        bfn = zoo.build_bfn(
+            config.dataset,
+            config.backbone,
+            data_type_options=config.data_type_options,
+            backbone_options=config.backbone_options,
+            autocast_dtype=autocast_dtype,
+        )
+    except (TypeError, ValueError) as error:
+        backbone = config.backbone or zoo.get_dataset(config.dataset).default_backbone
+        raise ConfigError(f"cannot build the model of {config.dataset} with backbone {backbone} "
+                          f"from the configured options: {error}") from None
+    return bfn.to(device)
 
 
 def load_model(path, device="auto", ema: bool = True, autocast: str | None = None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import types
 import typing
@@ -22,7 +23,7 @@ import yaml
 
 from .. import zoo
 from ..checks import check_integer
-from ..models import list_backbones
+from ..models import backbone_config, list_backbones
 
 __all__ = ["ConfigError", "RENAMED_KEYS", "TrainConfig", "apply_overrides"]
 
@@ -111,6 +112,13 @@ class TrainConfig:
         (Formerly ``num_workers``.)
     :ivar progress: show a tqdm bar (only when stderr is a terminal and ``CI`` is not
         ``true``).
+    :ivar logger: ``"csv"`` (the CSV logs only) or ``"tensorboard"`` (also the same scalars
+        through :class:`torch.utils.tensorboard.SummaryWriter` into ``out_dir/tensorboard``;
+        needs ``pip install pyro-bfn[tensorboard]``).
+
+    ``backbone_options`` and ``data_type_options`` are checked against the keyword parameters
+    of the backbone's class and of the dataset's data type (:func:`inspect.signature`): an
+    unknown key is a :class:`ConfigError` that lists the accepted ones.
     """
 
     dataset: str = "binarized_mnist"
@@ -144,6 +152,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
     num_threads: int = _key(0, minimum=0)
     progress: bool = True
+    logger: Literal["csv", "tensorboard"] = "csv"
 
     #: keys that must agree between a checkpoint and the configuration that resumes it
     RESUME_KEYS = (
@@ -224,6 +233,12 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu or cuda[:index]; got {self.device!r}")
         if not self.out_dir:
             raise ConfigError("out_dir must be a directory path")
+        spec = zoo.get_dataset(self.dataset)
+        backbone = self.backbone or spec.default_backbone
+        _check_options("backbone_options", self.backbone_options, _backbone_keywords(backbone),
+                       f"backbone {backbone}")
+        _check_options("data_type_options", self.data_type_options, _data_type_keywords(spec, self.data_type_options),
+                       f"the data type of {self.dataset}")
 
     @property
     def n_steps(self) -> int | None:
@@ -241,6 +256,52 @@ def _dict_keys() -> tuple:
     """The dict-valued keys (the ones that take dotted ``a.b=value`` overrides)."""
     hints = _type_hints()
     return tuple(spec.name for spec in dataclasses.fields(TrainConfig) if hints[spec.name] is dict)
+
+
+# ---------------------------------------------------------------------------- nested options
+def _keywords(callable_, skip: int = 0, optional_only: bool = False) -> set | None:
+    """The names ``callable_`` takes as keyword arguments after its first ``skip`` parameters
+    (only those with a default when ``optional_only``); ``None`` when it takes ``**kwargs``."""
+    parameters = list(inspect.signature(callable_).parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and not (optional_only and p.default is p.empty)}
+
+
+def _backbone_keywords(name: str) -> set | None:
+    """The keyword options of a named backbone: its class's constructor parameters after the
+    two that :func:`~pyro_bfn.models.build_backbone` fills (input and output features or
+    channels); ``None`` when the class takes any keyword."""
+    from .. import models
+
+    backbone_class = getattr(models, backbone_config(name)["class"])  # MLP, UNet, Transformer
+    return _keywords(backbone_class, skip=2)
+
+
+def _data_type_keywords(spec, options: dict) -> set | None:
+    """The keyword options of a dataset's data type: the named parameters of its
+    ``make_data_type`` and, where that forwards ``**options``, the optional parameters of the
+    data type class it builds from those named ones (e.g. ``loss="continuous"`` picks
+    :class:`~pyro_bfn.data_types.ContinuousData`; the required parameters, e.g.
+    ``num_classes``, it fills itself); ``None`` when that class takes any keyword."""
+    named = {p.name for p in inspect.signature(spec.make_data_type).parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if _keywords(spec.make_data_type) is not None:  # no **options forwarded
+        return named
+    try:
+        data_type = spec.make_data_type(**{key: value for key, value in options.items() if key in named})
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"data_type_options: {error}") from None
+    forwarded = _keywords(type(data_type), optional_only=True)
+    return None if forwarded is None else named | forwarded
+
+
+def _check_options(key: str, options: dict, accepted: set | None, owner: str) -> None:
+    unknown = sorted(set(options) - accepted) if accepted is not None else []
+    if unknown:
+        raise ConfigError(f"{key}: {owner} takes no option {', '.join(map(repr, unknown))}; "
+                          f"accepted: {', '.join(sorted(accepted))}")
 
 
 # ---------------------------------------------------------------------------- conversion

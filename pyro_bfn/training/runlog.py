@@ -8,13 +8,18 @@ and the progress shown while it trains.
 ``curves.csv/.png`` loss, validation bound, gradient norm, learning rate, examples/s
 ``samples_*.png``   sample grids (``.txt`` for text), see :func:`save_samples`
 ``summary.json``    what :meth:`~pyro_bfn.training.Trainer.train` returns
+``tensorboard/``    with ``logger: tensorboard``: the logs' scalars as TensorBoard events
 =================== ===========================================================
+
+Status lines are :mod:`logging` records; :class:`TqdmHandler` writes them with
+:func:`tqdm.tqdm.write`, so that they appear above a progress bar rather than glued onto it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,7 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
-__all__ = ["Progress", "RunLog", "TRAIN_LOG_FIELDS", "VALID_LOG_FIELDS", "save_samples"]
+__all__ = ["Progress", "RunLog", "TRAIN_LOG_FIELDS", "TqdmHandler", "VALID_LOG_FIELDS", "log_to_stderr", "save_samples"]
 
 TRAIN_LOG_FIELDS = ["step", "examples", "loss", "lr", "grad_norm", "ex_per_s", "wall"]
 VALID_LOG_FIELDS = ["step", "examples", "valid_nats", "valid_stderr", "wall"]
@@ -33,10 +38,23 @@ class RunLog:
     """The files of a run's output directory other than the checkpoint.
 
     :param out_dir: the run's directory (created by :meth:`start`).
+    :param bool tensorboard: also write each row's numbers as TensorBoard scalars (tags
+        ``train/<field>``, ``valid/<field>``, at the row's step) into ``out_dir/tensorboard``.
+    :raises ConfigError: ``tensorboard`` without the ``tensorboard`` package installed.
     """
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, tensorboard: bool = False):
         self.out_dir = Path(out_dir)
+        self._writer = self._writer_class = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                from .config import ConfigError
+
+                raise ConfigError("logger: tensorboard needs the tensorboard package: "
+                                  "pip install pyro-bfn[tensorboard]") from None
+            self._writer_class = SummaryWriter
 
     def rows(self, name: str = "train") -> list:
         """The rows (dicts of strings) of ``train_log.csv`` or ``valid_log.csv``
@@ -50,6 +68,9 @@ class RunLog:
         (written after the checkpoint a run resumes from), so that a resumed run's logs read
         like an uninterrupted one's; ``step = 0`` removes the logs."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._writer_class is not None and self._writer is None:
+            # purge_step: a resumed run's events past its checkpoint are dropped like its CSV rows
+            self._writer = self._writer_class(str(self.out_dir / "tensorboard"), purge_step=step + 1 if step else None)
         with open(self.out_dir / "config.yaml", "w") as handle:
             yaml.safe_dump(config, handle, sort_keys=False)
         for name, fields in (("train_log.csv", TRAIN_LOG_FIELDS), ("valid_log.csv", VALID_LOG_FIELDS)):
@@ -74,6 +95,7 @@ class RunLog:
             "step": step, "examples": examples, "loss": f"{loss:.4f}", "lr": f"{lr:.3e}",
             "grad_norm": f"{grad_norm:.4f}", "ex_per_s": f"{rate:.1f}", "wall": f"{wall:.1f}",
         })
+        self._scalars("train", step, loss=loss, lr=lr, grad_norm=grad_norm, ex_per_s=rate)
 
     def valid_row(self, step: int, examples: int, nats: float, stderr: float, wall: float) -> None:
         """Append a row to ``valid_log.csv``: the validation bound and its standard error."""
@@ -81,6 +103,19 @@ class RunLog:
             "step": step, "examples": examples, "valid_nats": f"{nats:.4f}", "valid_stderr": f"{stderr:.4f}",
             "wall": f"{wall:.1f}",
         })
+        self._scalars("valid", step, nats=nats, stderr=stderr)
+
+    def _scalars(self, group: str, step: int, **values: float) -> None:
+        if self._writer is not None:
+            for name, value in values.items():
+                self._writer.add_scalar(f"{group}/{name}", value, step)
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer, if any (the CSV files are closed after
+        each row)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def write_curves(self) -> Path | None:
         """``curves.csv`` (the train log's columns and the validation bound per logged step)
@@ -132,6 +167,35 @@ def save_samples(spec, samples: torch.Tensor, stem) -> Path:
         path = stem.with_suffix(".png")
         save_image_grid(samples, path)
     return path
+
+
+class TqdmHandler(logging.Handler):
+    """A :class:`logging.Handler` that writes each record as a line with
+    :func:`tqdm.tqdm.write` (to stderr), which clears and redraws an active progress bar
+    around it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+            self.handleError(record)
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Show the records of the ``pyro_bfn`` loggers at ``level`` and above on stderr through a
+    :class:`TqdmHandler` (added once, however often this is called). The library itself adds
+    no handler; ``pyro-bfn`` and scripts call this, as they would :func:`logging.basicConfig`.
+
+    :param int level: a :mod:`logging` level.
+    """
+    package = logging.getLogger("pyro_bfn")
+    if not any(isinstance(handler, TqdmHandler) for handler in package.handlers):
+        handler = TqdmHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package.addHandler(handler)
+    package.setLevel(level)
 
 
 class Progress:

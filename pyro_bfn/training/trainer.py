@@ -4,9 +4,9 @@ sequence of periodic actions (log, validate, sample, checkpoint) between stop co
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -36,6 +36,14 @@ from .optim import ema_decay, make_optimizer, make_warmup_scheduler, update_ema
 from .runlog import Progress, RunLog, save_samples
 
 __all__ = ["Trainer", "TrainingDivergedError"]
+
+#: the logger of the training status lines (INFO); :mod:`pyro_bfn.cli` shows them through
+#: :class:`~pyro_bfn.training.runlog.TqdmHandler`, a library user configures :mod:`logging`
+logger = logging.getLogger(__name__)
+
+#: the :class:`ValueError` text of :meth:`BFN.output_distribution <pyro_bfn.bfn.BFN.output_distribution>`
+#: for a non-finite network output, which during training means the run diverged
+NON_FINITE_OUTPUT = "the network returned NaN or infinite values"
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -74,8 +82,9 @@ class Trainer:
         scheduler, step and every RNG state restored).
     :param bool overwrite: start afresh even if ``out_dir`` holds a checkpoint (otherwise
         that is an error, so a finished run is never clobbered by accident).
-    :param log: callable taking one line of text (status messages); ``print`` to stderr by
-        default.
+    :param log: callable taking one line of text (status messages); by default the INFO
+        records of the ``pyro_bfn.training.trainer`` logger (:mod:`logging`: the library only
+        logs, the caller or the command line configures the handlers).
     :param stop_conditions: :class:`~pyro_bfn.training.StopCondition` objects checked
         before every update besides ``max_steps``; ``None`` for the configuration's
         (:class:`~pyro_bfn.training.TimeBudget` when ``time_budget_minutes`` is set).
@@ -92,7 +101,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(config.out_dir)
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log = log or logger.info
         self.clock = clock
         if stop_conditions is None:
             stop_conditions = [TimeBudget(config.time_budget_minutes, config.budget_reserve_examples)] \
@@ -130,7 +139,7 @@ class Trainer:
         self.scheduler = make_warmup_scheduler(self.optimizer, config.warmup_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.data_generator = torch.Generator().manual_seed(mix_seed(config.seed, 1))
-        self.run_log = RunLog(self.out_dir)
+        self.run_log = RunLog(self.out_dir, tensorboard=config.logger == "tensorboard")
         self.step = 0
         self.examples = 0
         self.wall_seconds = 0.0
@@ -180,15 +189,21 @@ class Trainer:
 
         :returns: ``(loss, grad_norm)`` as floats; the loss is the mean over the batch of
             :math:`L^\\infty` (or :math:`L^n`) in nats per example.
-        :raises TrainingDivergedError: if the loss, or (without a gradient scaler) the gradient
-            norm, is not finite; the parameters are then left as they were before this step.
+        :raises TrainingDivergedError: if the network output, the loss, or (without a gradient
+            scaler) the gradient norm, is not finite; the parameters are then left as they were
+            before this step.
         """
         config = self.config
         self.model.train()
-        terms = self.model.loss(x, n_steps=config.n_steps, reconstruction=False)
+        step = self.step + 1
+        try:
+            terms = self.model.loss(x, n_steps=config.n_steps, reconstruction=False)
+        except ValueError as error:
+            if str(error) != NON_FINITE_OUTPUT:
+                raise
+            raise TrainingDivergedError(self._diverged_message(NON_FINITE_OUTPUT, step)) from None
         loss = terms.transmission.mean()
         loss_value = float(loss.detach())
-        step = self.step + 1
         if not math.isfinite(loss_value):
             raise TrainingDivergedError(self._diverged_message(f"the loss is {loss_value}", step))
         self.optimizer.zero_grad(set_to_none=True)
@@ -316,14 +331,17 @@ class Trainer:
             _Periodic(config.ckpt_interval, self.save, at_last_step=False),
         ]
         try:
-            while (stop_reason := self._stop_reason()) is None:
-                self._update()
-                for action in actions:
-                    if action.due(self.step, config.max_steps):
-                        action.run()
+            try:
+                while (stop_reason := self._stop_reason()) is None:
+                    self._update()
+                    for action in actions:
+                        if action.due(self.step, config.max_steps):
+                            action.run()
+            finally:
+                self._progress.close()
+            return self._end_session(stop_reason)
         finally:
-            self._progress.close()
-        return self._end_session(stop_reason)
+            self.run_log.close()
 
     def _begin_session(self) -> None:
         self.run_log.start(self.config.to_dict(), self.step)

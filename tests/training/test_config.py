@@ -63,7 +63,7 @@ def test_bad_configuration_is_a_clear_error(overrides, match):
         ("device", "cuda:1", "cuda:1"),  # str
         ("backbone", None, None),  # str | None
         ("backbone", "mlp_small", "mlp_small"),
-        ("backbone_options", {"hidden": 8}, {"hidden": 8}),  # dict
+        ("backbone_options", {"base_width": 8}, {"base_width": 8}),  # dict (an option of the default unet_small)
     ],
 )
 def test_each_field_type_is_converted_from_yaml_values(key, value, expected):
