@@ -48,8 +48,16 @@ from .distributions import continuous_time_kl_rate
 from .distributions.util import validation_enabled_for
 from .models import NULL_LABEL
 from .sampling import TimeGrid, draw_times, get_sampler
+from .sampling.conditioning import Replacement, check_known, smc_inpaint
+from .sampling.guidance import ClassifierFreeGuidance
 
-__all__ = ["BFN", "LossTerms", "drop_context"]
+__all__ = ["BFN", "LossTerms", "NonFiniteNetworkOutput", "drop_context"]
+
+
+class NonFiniteNetworkOutput(ValueError):
+    """The network returned NaN or infinite values (raised by
+    :meth:`BFN.output_distribution` while validation is on; during training it means the run
+    diverged)."""
 
 
 @dataclass
@@ -144,7 +152,7 @@ class BFN(nn.Module):
         # the one input from outside: checked here (while validation is on, as Pyro's
         # distributions check theirs), so that the output distribution need not re-check it
         if validation_enabled_for(None) and not bool(torch.isfinite(network_output).all()):
-            raise ValueError("the network returned NaN or infinite values")
+            raise NonFiniteNetworkOutput("the network returned NaN or infinite values")
         if network_output.dtype in (torch.float16, torch.bfloat16):
             network_output = network_output.float()  # loss arithmetic never in half precision
         return self.data_type.output(network_output, input_distribution, t, validate_args=False)
@@ -267,24 +275,56 @@ class BFN(nn.Module):
         progress=None,
         context=None,
         sampler: str = "ancestral",
+        *,
+        final: str | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        callback=None,
+        known: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        num_particles: int | None = None,
     ):
         """Draw ``num_samples`` examples with ``n_steps`` steps of a registered sampler
-        (:func:`pyro_bfn.sampling.registry.get_sampler`). The default, ``"ancestral"``, is the
-        paper's sampler (:func:`pyro_bfn.sampling.samplers.ancestral`): from the prior, for
-        ``i = 1..n``: run the network at :math:`t_{i-1}`, draw :math:`k \\sim p_O`, draw
-        :math:`y \\sim p_S(\\cdot \\mid k;\\, \\alpha_i)`, apply the Bayesian update. Every one of the
-        ``n`` updates happens; then the network runs at ``t = 1`` and a draw from :math:`p_O` (or
-        its mode) is returned, shape ``(num_samples, *data_shape)``.
+        (:func:`pyro_bfn.sampling.registry.get_sampler`), shape ``(num_samples, *data_shape)``.
+
+        The default, ``"ancestral"``, is the paper's sampler
+        (:func:`pyro_bfn.sampling.samplers.ancestral`): from the prior, for ``i = 1..n``: run the
+        network at :math:`t_{i-1}`, draw :math:`k \\sim p_O`, draw :math:`y \\sim p_S(\\cdot \\mid
+        k;\\, \\alpha_i)`, apply the Bayesian update; then run the network at ``t = 1`` and return a
+        draw from :math:`p_O` (or its mode). ``"ode1"``, ``"ode2"`` and ``"sde2"`` are the
+        BFN-Solver ODE/SDE solvers (:mod:`pyro_bfn.sampling.solvers`). Every sampler makes
+        ``n + 1`` network calls (twice that with guidance).
 
         :param int num_samples: ``B >= 1``.
         :param int n_steps: ``n >= 1``.
-        :param bool mode: return the mode of the last output distribution instead of a draw.
+        :param bool mode: return the mode of the last output distribution instead of a draw
+            (the same as ``final="mode"``).
         :param device: default: the device of the parameters.
         :param progress: optional callable ``progress(i, n_steps)`` called after each update.
         :param context: optional conditioning: one label or vector for every sample (an ``int``,
             a 0-d tensor or a vector of shape ``(D,)`` is repeated), or ``num_samples`` of them.
         :param str sampler: the name of a registered sampler
             (:func:`~pyro_bfn.sampling.registry.list_samplers`).
+        :param str final: ``"sample"`` (a draw from the last output distribution) or ``"mode"``
+            (its mode); ``None``: as ``mode`` says.
+        :param float guidance_scale: classifier-free guidance scale :math:`w`
+            (:mod:`pyro_bfn.sampling.guidance`; needs a ``context`` and a conditional network
+            trained with ``context_dropout``); ``None``: no guidance.
+        :param torch.Generator generator: draw every random number from this generator (on the
+            sampling device) instead of the global one, and advance it; ``None``: torch's
+            global generator, exactly as before.
+        :param callback: optional ``callback(info)`` after each update, ``info`` a dict with
+            ``"step"``, ``"n_steps"``, ``"t"``, ``"input_distribution"`` and ``"output"``
+            (:func:`~pyro_bfn.sampling.loop.report_step`).
+        :param torch.Tensor known: inpainting: known values, shape ``(num_samples, *data_shape)``
+            or ``data_shape`` (:mod:`pyro_bfn.sampling.conditioning`), with
+        :param torch.Tensor mask: bool, the shape of ``known``, true where the value is known.
+            The known dimensions are replaced by draws from their Bayesian flow after every
+            update, and returned as given.
+        :param int num_particles: with ``known``/``mask``: condition by sequential Monte Carlo
+            with this many particles per sample instead of replacement (ancestral steps;
+            :func:`~pyro_bfn.sampling.conditioning.smc_inpaint`, which also returns the
+            effective sample sizes).
 
         The updates run under ``torch.inference_mode`` (no autograd bookkeeping); the result is
         copied out of it, so it is an ordinary tensor that later autograd code can use.
@@ -292,12 +332,32 @@ class BFN(nn.Module):
         check_integer("num_samples", num_samples)
         grid = TimeGrid(n_steps)
         run_sampler = get_sampler(sampler)
+        mode = _final_is_mode(final, mode)
         if device is None:
             device = next(self.parameters()).device
+        device = torch.device(device)
         context = self._sampling_context(context, num_samples, device)
-        with torch.inference_mode():
-            result = run_sampler(self, num_samples, grid, context=context, mode=mode, progress=progress, device=device)
-        return result.samples.clone()
+        model = self
+        if guidance_scale is not None:
+            model = _guided(self, guidance_scale, context)
+        options = {} if callback is None else {"callback": callback}
+        replacement = None
+        if known is not None or mask is not None:
+            known, mask = check_known(self, known, mask, num_samples, device)
+            if num_particles is not None:
+                if sampler != "ancestral":
+                    raise ValueError(f"SMC inpainting (num_particles) runs ancestral steps, got sampler={sampler!r}")
+                with torch.inference_mode(), _random_numbers_from(generator, device):
+                    result = smc_inpaint(model, known, mask, n_steps, num_particles=num_particles, context=context,
+                                         mode=mode, device=device, progress=progress)
+                return result.samples.clone()
+            replacement = options["condition"] = Replacement(self, known, mask)
+        elif num_particles is not None:
+            raise ValueError("num_particles is for SMC inpainting: give known and mask too")
+        with torch.inference_mode(), _random_numbers_from(generator, device):
+            result = run_sampler(model, num_samples, grid, context=context, mode=mode, progress=progress, device=device, **options)
+            samples = result.samples if replacement is None else replacement.finish(result.samples)
+        return samples.clone()
 
     def _sampling_context(self, context, num_samples: int, device):
         if context is None:
@@ -314,3 +374,47 @@ class BFN(nn.Module):
         if context.is_floating_point() and context.dim() == 1:
             return context.expand(num_samples, context.shape[0])
         return self.check_context(context, num_samples)
+
+
+def _final_is_mode(final, mode) -> bool:
+    """``final`` (``"sample"``, ``"mode"`` or ``None``) and ``mode`` as one flag."""
+    if final is None:
+        return bool(mode)
+    if final not in ("sample", "mode"):
+        raise ValueError(f"final must be 'sample' or 'mode', got {final!r}")
+    if mode and final == "sample":
+        raise ValueError("mode=True contradicts final='sample'; pass one of them")
+    return final == "mode"
+
+
+def _guided(bfn, guidance_scale, context):
+    """The classifier-free-guided view of ``bfn`` (:mod:`pyro_bfn.sampling.guidance`)."""
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+    if context is None:
+        raise ValueError(
+            "guidance_scale needs a context: classifier-free guidance steers a conditional model towards it "
+            "(an unconditional model cannot be guided)"
+        )
+    return ClassifierFreeGuidance(bfn, guidance_scale)
+
+
+@contextlib.contextmanager
+def _random_numbers_from(generator, device: torch.device):
+    """Within the block, torch's global generator of ``device`` starts from ``generator``'s state;
+    afterwards ``generator`` holds the advanced state and the global generator its old one."""
+    if generator is None:
+        yield
+        return
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device}, but the samples are drawn on {device}")
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        if cuda:
+            torch.cuda.set_rng_state(generator.get_state(), device)
+        else:
+            torch.set_rng_state(generator.get_state())
+        yield
+        generator.set_state(torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state())

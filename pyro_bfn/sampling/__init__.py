@@ -12,16 +12,30 @@
   :func:`~pyro_bfn.sampling.registry.list_samplers`, the registry of samplers.
 * :mod:`pyro_bfn.sampling.samplers`: the registered samplers; ``"ancestral"``
   (:func:`~pyro_bfn.sampling.samplers.ancestral`) is the paper's.
+* :mod:`pyro_bfn.sampling.solvers`: the ODE and SDE solvers of BFN-Solver, registered as
+  ``"ode1"``, ``"ode2"`` and ``"sde2"``.
+* :mod:`pyro_bfn.sampling.guidance`: classifier-free guidance,
+  :class:`~pyro_bfn.sampling.guidance.ClassifierFreeGuidance`.
+* :mod:`pyro_bfn.sampling.conditioning`: inpainting by replacement
+  (:class:`~pyro_bfn.sampling.conditioning.Replacement`) and by sequential Monte Carlo
+  (:func:`~pyro_bfn.sampling.conditioning.smc_inpaint`).
 
 Every name above is importable from ``pyro_bfn.sampling``.
 """
 
 from .grid import TimeGrid, draw_times
-from .loop import StepsResult, run_steps
+from .loop import StepsResult, report_step, run_steps
 from .registry import SampleResult, get_sampler, list_samplers, register_sampler
 from .samplers import ancestral  # registers the paper's sampler
+from .solvers import GaussianView, ode1, ode2, sde2, solve  # registers the solvers
+from .conditioning import Replacement, SMCResult, smc_inpaint
+from .guidance import ClassifierFreeGuidance
 
 __all__ = [
+    "ClassifierFreeGuidance",
+    "GaussianView",
+    "Replacement",
+    "SMCResult",
     "SampleResult",
     "StepsResult",
     "TimeGrid",
@@ -29,6 +43,12 @@ __all__ = [
     "draw_times",
     "get_sampler",
     "list_samplers",
+    "ode1",
+    "ode2",
     "register_sampler",
+    "report_step",
     "run_steps",
+    "sde2",
+    "smc_inpaint",
+    "solve",
 ]

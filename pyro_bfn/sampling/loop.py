@@ -20,7 +20,7 @@ import torch
 
 from .grid import TimeGrid
 
-__all__ = ["StepsResult", "run_steps"]
+__all__ = ["StepsResult", "report_step", "run_steps"]
 
 
 class StepsResult(NamedTuple):
@@ -36,6 +36,19 @@ class StepsResult(NamedTuple):
     network_calls: int
 
 
+def report_step(step: int, n_steps: int, t, input_distribution, output, progress=None, callback=None) -> None:
+    """After update ``step`` of ``n_steps``: call ``progress(step, n_steps)`` and
+    ``callback(info)`` (either may be ``None``), ``info`` a dict with keys ``"step"``,
+    ``"n_steps"``, ``"t"`` (the time :math:`t_i` reached, a float), ``"input_distribution"``
+    (:math:`\\theta_i`, batch shape ``(B, *data_shape)``) and ``"output"`` (the output
+    distribution the step used, :math:`p_O(\\cdot \\mid \\theta_{i-1};\\, t_{i-1})`), in the
+    spirit of k-diffusion's sampler callbacks."""
+    if progress is not None:
+        progress(step, n_steps)
+    if callback is not None:
+        callback({"step": step, "n_steps": n_steps, "t": t, "input_distribution": input_distribution, "output": output})
+
+
 def run_steps(
     bfn,
     grid: TimeGrid,
@@ -45,6 +58,8 @@ def run_steps(
     device=None,
     context=None,
     progress: Callable | None = None,
+    callback: Callable | None = None,
+    condition: Callable | None = None,
 ) -> StepsResult:
     """Run the ``grid.n_steps`` updates of ``batch`` examples from the prior, in ``bfn.dtype``.
 
@@ -52,7 +67,7 @@ def run_steps(
     :math:`p_O(\\cdot \\mid \\theta_{i-1};\\, t_{i-1})` and the accuracy :math:`\\alpha_i` (shape
     ``(B, 1, ..., 1)``), calls ``y = draw(step, output, accuracy)`` (``step`` the int ``i``; ``y``
     of the sender's shape), applies :math:`\\theta_i = h(\\theta_{i-1}, y, \\alpha_i)` and calls
-    ``progress(step, n_steps)``; after the last update it evaluates the output at ``t = 1``.
+    :func:`report_step`; after the last update it evaluates the output at ``t = 1``.
 
     :param bfn: the :class:`~pyro_bfn.bfn.BFN` (its data type, data shape, dtype and
         :meth:`~pyro_bfn.bfn.BFN.output_distribution`).
@@ -62,6 +77,11 @@ def run_steps(
     :param device: where the input distributions live.
     :param context: conditioning of leading dimension ``B``, or ``None``.
     :param callable progress: optional ``progress(step, n_steps)``, called after each update.
+    :param callable callback: optional ``callback(info)``, called after each update
+        (:func:`report_step`).
+    :param callable condition: optional ``condition(input_distribution, t_i) ->
+        input_distribution``, applied after each update (e.g.
+        :class:`~pyro_bfn.sampling.conditioning.Replacement`).
     """
     data_type, dtype = bfn.data_type, bfn.dtype
     shape = (batch,) + tuple(bfn.data_shape)
@@ -73,7 +93,8 @@ def run_steps(
         network_calls += 1
         accuracy = grid.accuracy(data_type, i, shape, dtype)
         input_distribution = input_distribution.update(draw(step, output, accuracy), accuracy)
-        if progress is not None:
-            progress(step, grid.n_steps)
+        if condition is not None:
+            input_distribution = condition(input_distribution, step / grid.n_steps)
+        report_step(step, grid.n_steps, step / grid.n_steps, input_distribution, output, progress, callback)
     output = bfn.output_distribution(input_distribution, torch.ones(batch, device=device, dtype=dtype), context)
-    return StepsResult(input_distribution, output, network_calls + 1)
+    return StepsResult(input_distribution, output, (network_calls + 1) * getattr(bfn, "calls_per_evaluation", 1))

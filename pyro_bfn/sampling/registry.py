@@ -4,15 +4,19 @@ A sampler is a function with the signature
 
 .. code-block:: python
 
-    sampler(bfn, num_samples, grid, *, context=None, mode=False, progress=None, device=None)
-        -> SampleResult
+    sampler(bfn, num_samples, grid, *, context=None, mode=False, progress=None, device=None,
+            callback=None, condition=None) -> SampleResult
 
 that draws ``num_samples`` examples of shape ``bfn.data_shape`` from a
 :class:`~pyro_bfn.bfn.BFN` on the :class:`~pyro_bfn.sampling.grid.TimeGrid` ``grid``. ``context`` is
 ``None`` or conditioning of leading dimension ``num_samples`` (see
 :meth:`pyro_bfn.bfn.BFN.check_context`), ``mode`` returns the mode of the last output
 distribution instead of a draw, ``progress(step, n_steps)`` is called after each update, and
-``device`` defaults to that of the BFN's parameters. A sampler runs under the caller's autograd
+``device`` defaults to that of the BFN's parameters, ``callback(info)`` is called after each
+update (:func:`~pyro_bfn.sampling.loop.report_step`) and ``condition(input_distribution, t)``
+is applied after each update (inpainting, :mod:`pyro_bfn.sampling.conditioning`). ``bfn`` may
+be a view with ``calls_per_evaluation = 2`` (classifier-free guidance), which the count of
+network calls includes. A sampler runs under the caller's autograd
 mode (:meth:`BFN.sample <pyro_bfn.bfn.BFN.sample>` runs it under ``torch.inference_mode``).
 Each registered sampler cites the algorithm it implements.
 """

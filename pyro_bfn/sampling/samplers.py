@@ -21,7 +21,8 @@ __all__ = ["ancestral"]
 
 @register_sampler("ancestral")
 def ancestral(
-    bfn, num_samples: int, grid: TimeGrid, *, context=None, mode: bool = False, progress=None, device=None
+    bfn, num_samples: int, grid: TimeGrid, *, context=None, mode: bool = False, progress=None, device=None,
+    callback=None, condition=None,
 ) -> SampleResult:
     """Draw ``num_samples`` examples by ancestral sampling on ``grid`` (paper Sec. 2.5; see the
     module docstring): ``n + 1`` network calls for ``n = grid.n_steps``.
@@ -32,6 +33,10 @@ def ancestral(
     :param context: ``None``, or conditioning of leading dimension ``B``.
     :param bool mode: return the mode of :math:`p_O(\\cdot \\mid \\theta_n;\\, 1)` instead of a draw.
     :param progress: optional ``progress(step, n_steps)``, called after each update.
+    :param callback: optional ``callback(info)``, called after each update
+        (:func:`~pyro_bfn.sampling.loop.report_step`).
+    :param condition: optional ``condition(input_distribution, t)`` applied after each update
+        (:func:`~pyro_bfn.sampling.loop.run_steps`; e.g. inpainting).
     :param device: default: the device of ``bfn``'s parameters.
     :returns: :class:`~pyro_bfn.sampling.registry.SampleResult` with samples of shape
         ``(B, *bfn.data_shape)``.
@@ -44,6 +49,8 @@ def ancestral(
     def draw(step, output, accuracy):
         return sender(output.sample(), accuracy, validate_args=False).sample()
 
-    result = run_steps(bfn, grid, num_samples, draw, device=device, context=context, progress=progress)
+    result = run_steps(bfn, grid, num_samples, draw, device=device, context=context, progress=progress, callback=callback,
+        condition=condition,
+    )
     samples = result.output.mode if mode else result.output.sample()
     return SampleResult(samples, result.network_calls)
