@@ -178,16 +178,13 @@ def _sample(args) -> int:
 
 @contextlib.contextmanager
 def _finite_network(checkpoint):
-    """A non-finite network output (the ``ValueError`` of
-    :meth:`~pyro_bfn.bfn.BFN.output_distribution`) as a :class:`CheckpointError` naming the file."""
+    """A non-finite network output (:class:`~pyro_bfn.bfn.NonFiniteNetworkOutput`) as a :class:`CheckpointError` naming the file."""
+    from .bfn import NonFiniteNetworkOutput
     from .training import CheckpointError
-    from .training.trainer import NON_FINITE_OUTPUT
 
     try:
         yield
-    except ValueError as error:
-        if str(error) != NON_FINITE_OUTPUT:
-            raise
+    except NonFiniteNetworkOutput:
         raise CheckpointError(f"the model of checkpoint {checkpoint} returned NaN or infinite values "
                               "(weights of a diverged run?)") from None
 

@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from .. import zoo
+from ..bfn import NonFiniteNetworkOutput
 from ..evaluation import evaluate_bound
 from .budget import MaxSteps, TimeBudget
 from .checkpoint import (
@@ -41,9 +42,6 @@ __all__ = ["Trainer", "TrainingDivergedError"]
 #: :class:`~pyro_bfn.training.runlog.TqdmHandler`, a library user configures :mod:`logging`
 logger = logging.getLogger(__name__)
 
-#: the :class:`ValueError` text of :meth:`BFN.output_distribution <pyro_bfn.bfn.BFN.output_distribution>`
-#: for a non-finite network output, which during training means the run diverged
-NON_FINITE_OUTPUT = "the network returned NaN or infinite values"
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -198,10 +196,8 @@ class Trainer:
         step = self.step + 1
         try:
             terms = self.model.loss(x, n_steps=config.n_steps, reconstruction=False)
-        except ValueError as error:
-            if str(error) != NON_FINITE_OUTPUT:
-                raise
-            raise TrainingDivergedError(self._diverged_message(NON_FINITE_OUTPUT, step)) from None
+        except NonFiniteNetworkOutput as error:
+            raise TrainingDivergedError(self._diverged_message(str(error), step)) from None
         loss = terms.transmission.mean()
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
