@@ -42,6 +42,7 @@ from pathlib import Path
 import pyro_bfn
 
 from .checks import check_integer
+from .sampling import get_sampler, list_samplers
 
 __all__ = ["main"]
 
@@ -97,7 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--num", type=_positive_int, default=64, help="number of samples (default 64)")
     sample.add_argument("--n-steps", type=_positive_int, default=100, help="sampler steps n; all n Bayesian updates happen (default 100)")
     sample.add_argument("--mode", action="store_true", help="return the mode of the final output distribution")
-    sample.add_argument("--out", required=True, help="PNG grid (images) or text file (text)")
+    sample.add_argument("--sampler", default="ancestral",
+                        help="a registered sampler: " + ", ".join(list_samplers()) + " (default ancestral)")
+    sample.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance scale w (needs --label; 0: the conditional model)")
+    sample.add_argument("--label", type=int, default=None, help="class label of a class-conditional model")
+    sample.add_argument("--out", required=True,
+                        help="by extension: .pt or .npz (raw samples), .png (image grid), .txt (text)")
     sample.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     sample.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     sample.add_argument("--autocast", choices=["auto", "bf16", "fp16", "none"], help="override the checkpoint's autocast setting")
@@ -160,20 +167,59 @@ def _sample(args) -> int:
     from .training import load_model, save_samples
     from .zoo import get_dataset
 
+    out = Path(args.out)
+    if out.suffix not in SAMPLE_FORMATS:
+        raise UsageError(f"--out must end in one of {', '.join(SAMPLE_FORMATS)}, got {str(out)!r}")
+    try:
+        get_sampler(args.sampler)  # an unknown name fails before the checkpoint is read
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     bfn, config, _ = load_model(args.checkpoint, device=args.device, ema=not args.raw_weights, autocast=args.autocast)
     spec = get_dataset(config.dataset)
+    if out.suffix in (".png", ".txt") and out.suffix != (".txt" if spec.modality == "text" else ".png"):
+        raise UsageError(f"{spec.modality} samples are written as {'.txt' if spec.modality == 'text' else '.png'}, "
+                         f".pt or .npz, got {str(out)!r}")
     torch.manual_seed(args.seed)
+    generator = torch.Generator(device=next(bfn.parameters()).device).manual_seed(args.seed)
     start = time.perf_counter()
-    with _finite_network(args.checkpoint):
-        samples = bfn.sample(args.num, args.n_steps, mode=args.mode)
-    out = Path(args.out)
-    written = save_samples(spec, samples, out.with_suffix("") if out.suffix else out)
-    if out.suffix and written != out:
-        written.replace(out)  # keep the name the user asked for
-        written = out
-    print(f"wrote {args.num} samples ({args.n_steps} steps{', mode' if args.mode else ''}, "
-          f"{time.perf_counter() - start:.1f} s) to {written}")
+    try:
+        with _finite_network(args.checkpoint):
+            samples = bfn.sample(args.num, args.n_steps, mode=args.mode, sampler=args.sampler, context=args.label,
+                                 guidance_scale=args.guidance_scale, generator=generator)
+    except ValueError as error:  # e.g. a label for an unconditional model, guidance without one
+        raise UsageError(f"sampling from {args.checkpoint}: {error}") from None
+    seconds = time.perf_counter() - start
+    if out.suffix in (".pt", ".npz"):
+        _save_raw_samples(out, samples, args, config)
+    else:
+        save_samples(spec, samples, out)
+    print(f"wrote {args.num} samples ({args.sampler}, {args.n_steps} steps{', mode' if args.mode else ''}, "
+          f"{seconds:.1f} s) to {out}")
     return 0
+
+
+class UsageError(ValueError):
+    """A command-line argument that the command cannot use (reported as one error line)."""
+
+
+#: the file types ``pyro-bfn sample --out`` writes
+SAMPLE_FORMATS = (".pt", ".npz", ".png", ".txt")
+
+
+def _save_raw_samples(out: Path, samples, args, config) -> None:
+    """The samples (shape ``(N, *data_shape)``) and how they were drawn, as a ``.pt`` file
+    (a dict) or a ``.npz`` archive."""
+    import numpy as np
+    import torch
+
+    meta = dict(checkpoint=str(args.checkpoint), dataset=config.dataset, sampler=args.sampler,
+                n_steps=args.n_steps, seed=args.seed, mode=args.mode, label=args.label,
+                guidance_scale=args.guidance_scale)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".pt":
+        torch.save(dict(samples=samples.cpu(), **meta), out)
+    else:
+        np.savez(out, samples=samples.cpu().numpy(), **{k: np.asarray("" if v is None else v) for k, v in meta.items()})
 
 
 @contextlib.contextmanager
@@ -223,7 +269,7 @@ def main(argv=None) -> int:
     from .datasets import DataIntegrityError
     from .training import CheckpointError, ConfigError, TrainingDivergedError, log_to_stderr
 
-    expected = (ConfigError, CheckpointError, TrainingDivergedError, DataIntegrityError, FileNotFoundError)
+    expected = (UsageError, ConfigError, CheckpointError, TrainingDivergedError, DataIntegrityError, FileNotFoundError)
     args = _parser().parse_args(argv)
     log_to_stderr()
     try:

@@ -48,26 +48,34 @@ def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.clamp(0, 1)
 
 
-def save_image_grid(images: torch.Tensor, path, nrow: int | None = None) -> str:
-    """Write images as one PNG grid, two-pixel white gaps between them.
+def save_image_grid(images: torch.Tensor, path, nrow: int | None = None, scale: int = 1, padding_value: float = 1.0) -> str:
+    """Write images as one PNG grid, two-pixel gaps between them (before scaling).
 
     :param torch.Tensor images: shape ``(N, C, H, W)``, C = 1 (grey) or 3 (RGB); integers 0/1
         or 0..255, or floats in [0, 1] or [-1, 1].
     :param path: the PNG file to write (its directory is created).
     :param int nrow: images per row; about ``sqrt(N)`` when ``None``.
+    :param int scale: every pixel becomes a ``scale x scale`` block (nearest neighbour), so that
+        small images are big enough to see.
+    :param float padding_value: the grey level of the gaps, in [0, 1] (1: white, 0.15: dark).
     :returns: ``path``.
     """
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape (N, 1 or 3, H, W), got {tuple(images.shape)}")
     check_integer("nrow", nrow, allow_none=True)
+    check_integer("scale", scale)
+    if not 0.0 <= float(padding_value) <= 1.0:
+        raise ValueError(f"padding_value must lie in [0, 1], got {padding_value!r}")
     images = _to_unit_range(images)
     count, channels, height, width = images.shape
     nrow = nrow or math.ceil(math.sqrt(count))
     ncol = math.ceil(count / nrow)
-    grid = torch.ones(channels, ncol * (height + 2) + 2, nrow * (width + 2) + 2)
+    grid = torch.full((channels, ncol * (height + 2) + 2, nrow * (width + 2) + 2), float(padding_value))
     for index in range(count):
         r, c = divmod(index, nrow)
         grid[:, 2 + r * (height + 2) : 2 + r * (height + 2) + height, 2 + c * (width + 2) : 2 + c * (width + 2) + width] = images[index]
+    if scale > 1:
+        grid = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     from matplotlib.image import imsave
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -230,3 +230,62 @@ def test_status_lines_are_logging_records(tmp_path, capsys, caplog):
                for r in caplog.records)
     assert "training toy_binary" in err and "stopped by max_steps at step 2" in err
     assert sum(isinstance(h, TqdmHandler) for h in logging.getLogger("pyro_bfn").handlers) == 1
+
+
+@pytest.fixture(scope="module")
+def toy_checkpoint(tmp_path_factory):
+    """A 4-step toy_binary run (no validation, no samples), shared by the sampling tests."""
+    directory = tmp_path_factory.mktemp("sample_run")
+    config = directory / "toy.yaml"
+    config.write_text("dataset: toy_binary\nbatch_size: 16\nmax_steps: 4\nlog_interval: 4\neval_interval: 0\n"
+                      "sample_interval: 0\nprogress: false\n")
+    status = main([str(a) for a in ["train", "--config", config, "--out-dir", directory / "run", "--device", "cpu", *TINY]])
+    assert status == 0
+    return directory / "run" / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ode1", "ode2", "sde2"])
+def test_sample_writes_raw_samples_by_extension(toy_checkpoint, tmp_path, capsys, sampler):
+    """--out .pt and .npz hold the raw samples and how they were drawn; the same --seed gives the
+    same samples, whatever the file type."""
+    import numpy as np
+    import torch
+
+    pt, npz = tmp_path / "s.pt", tmp_path / "s.npz"
+    for out in (pt, npz):
+        status, text, err = run_cli(["sample", "--checkpoint", toy_checkpoint, "--num", 5, "--n-steps", 3,
+                                     "--sampler", sampler, "--seed", 7, "--out", out], capsys)
+        assert status == 0 and str(out) in text and sampler in text, err
+    saved = torch.load(pt)
+    assert saved["samples"].shape == (5, 1, 8, 8) and saved["sampler"] == sampler and saved["seed"] == 7
+    archive = np.load(npz)
+    assert str(archive["sampler"]) == sampler
+    np.testing.assert_array_equal(archive["samples"], saved["samples"].numpy())
+
+
+def test_sample_grid_is_upscaled_with_dark_padding(toy_checkpoint, tmp_path, capsys):
+    from matplotlib.image import imread
+
+    grid = tmp_path / "g.png"
+    status, _, err = run_cli(["sample", "--checkpoint", toy_checkpoint, "--num", 4, "--n-steps", 2, "--out", grid], capsys)
+    assert status == 0, err
+    image = imread(grid)
+    assert image.shape[:2] == (4 * (2 * (8 + 2) + 2), 4 * (2 * (8 + 2) + 2))  # 2 x 2 images, 4x
+    assert image[0, 0, 0] < 0.5  # dark padding
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    (["--sampler", "euler"], "unknown sampler"),
+    (["--out", "samples.jpg"], "--out must end in"),
+    (["--out", "samples.txt"], "image samples are written as .png"),
+    (["--label", "3"], "sampling from"),
+    (["--guidance-scale", "2.0"], "sampling from"),
+])
+def test_sample_bad_arguments_are_one_line(toy_checkpoint, tmp_path, capsys, arguments, fragment):
+    argv = ["sample", "--checkpoint", toy_checkpoint, "--num", 2, "--n-steps", 2, "--out", tmp_path / "s.pt"]
+    if "--out" in arguments:
+        argv = argv[:-2] + [arguments[0], tmp_path / arguments[1]]
+    else:
+        argv += arguments
+    status, _, err = run_cli(argv, capsys)
+    assert_one_line_error(status, err, fragment)

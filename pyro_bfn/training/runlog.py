@@ -165,7 +165,7 @@ def save_samples(spec, samples: torch.Tensor, stem) -> Path:
         save_text_samples(samples.reshape(samples.shape[0], -1), path)
     else:
         path = stem.with_suffix(".png")
-        save_image_grid(samples, path)
+        save_image_grid(samples, path, scale=4, padding_value=0.15)
     return path
 
 
