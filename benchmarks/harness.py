@@ -171,13 +171,11 @@ def load_saved(path, bound_key: str | None = None) -> dict:
 
 def demo_test_bound(checkpoint, step: int):
     """The test bound (nats/image) that ``make demo`` wrote to ``test_bound.json`` beside
-    ``checkpoint``, if it was computed for the checkpoint's ``step``; else ``None``."""
-    path = pathlib.Path(checkpoint).parent / "test_bound.json"
-    try:
-        bound = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return bound.get("nats") if bound.get("checkpoint_step") == step else None
+    ``checkpoint``, if it was computed for the checkpoint's ``step``; else ``None``
+    (:func:`pyro_bfn.pretrained.bound_beside_checkpoint`)."""
+    from pyro_bfn.pretrained import bound_beside_checkpoint
+
+    return (bound_beside_checkpoint(pathlib.Path(checkpoint), step) or {}).get("nats")
 
 
 # --------------------------------------------------------------------------- command line

@@ -153,6 +153,7 @@ CLI_COMMANDS = {
     "sample": ["sample", "--help"],
     "list": ["list"],
     "data": ["data", "--help"],
+    "export": ["export", "--help"],
 }
 
 

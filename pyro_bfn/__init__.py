@@ -14,7 +14,8 @@ The main names, importable from the package itself::
 * named datasets and models: :func:`~pyro_bfn.zoo.build_bfn`, :func:`~pyro_bfn.zoo.get_dataset`,
   :func:`~pyro_bfn.zoo.list_datasets`; training: :class:`~pyro_bfn.training.TrainConfig`,
   :class:`~pyro_bfn.training.Trainer`, :func:`~pyro_bfn.training.load_model`; evaluation:
-  :func:`~pyro_bfn.evaluation.evaluate_bound`;
+  :func:`~pyro_bfn.evaluation.evaluate_bound`; pretrained models:
+  :func:`~pyro_bfn.pretrained.save_pretrained`, :func:`~pyro_bfn.pretrained.from_pretrained`;
 * :data:`~pyro_bfn.models.NULL_LABEL`, the null class label of conditional backbones.
 
 Each name is defined in (and documented with) its module; this package only re-exports it.
@@ -27,6 +28,7 @@ from .data_types import ContinuousData, DiscreteData, DiscretisedData
 from .evaluation import evaluate_bound
 from .infer import BFNLikelihood, bfn_guide, bfn_model
 from .models import NULL_LABEL
+from .pretrained import from_pretrained, save_pretrained
 from .sampling import get_sampler, list_samplers
 from .schedules import ContinuousSchedule, DiscreteSchedule
 from .training import TrainConfig, Trainer, load_model
@@ -49,9 +51,11 @@ __all__ = [
     "bfn_model",
     "build_bfn",
     "evaluate_bound",
+    "from_pretrained",
     "get_dataset",
     "get_sampler",
     "list_datasets",
     "list_samplers",
     "load_model",
+    "save_pretrained",
 ]

@@ -1,4 +1,4 @@
-"""The ``pyro-bfn`` command line: train, evaluate, sample, list, data.
+"""The ``pyro-bfn`` command line: train, evaluate, sample, export, list, data.
 
 ::
 
@@ -6,6 +6,7 @@
     pyro-bfn evaluate --checkpoint runs/mnist_demo/checkpoint.pt [--n-steps N | --continuous]
                       [--repeats R] [--split test] [--json out.json]
     pyro-bfn sample --checkpoint runs/mnist_demo/checkpoint.pt --num 64 --n-steps 100 [--mode] --out grid.png
+    pyro-bfn export --checkpoint runs/mnist_demo/checkpoint.pt --out pretrained/mnist_demo [--raw-weights]
     pyro-bfn list
     pyro-bfn data build-corpus | fetch-fashion-mnist | check
 
@@ -109,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     sample.add_argument("--autocast", choices=["auto", "bf16", "fp16", "none"], help="override the checkpoint's autocast setting")
     sample.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+
+    export = commands.add_parser("export", help="write a checkpoint's model as a pretrained directory")
+    export.set_defaults(func=_export)
+    export.add_argument("--checkpoint", required=True, help="checkpoint.pt written by pyro-bfn train")
+    export.add_argument("--out", required=True, help="directory for model.safetensors, config.json, README.md")
+    export.add_argument("--raw-weights", action="store_true", help="export the raw instead of the EMA weights")
 
     commands.add_parser("list", help="list the named datasets and backbones").set_defaults(func=_list)
     add_data_parser(commands)
@@ -233,6 +240,17 @@ def _finite_network(checkpoint):
     except NonFiniteNetworkOutput:
         raise CheckpointError(f"the model of checkpoint {checkpoint} returned NaN or infinite values "
                               "(weights of a diverged run?)") from None
+
+
+def _export(args) -> int:
+    from .pretrained import PretrainedError, export_checkpoint
+
+    try:
+        out = export_checkpoint(args.checkpoint, args.out, ema=not args.raw_weights)
+    except PretrainedError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {out} ({'raw' if args.raw_weights else 'EMA'} weights)")
+    return 0
 
 
 def _list(args) -> int:

@@ -300,6 +300,8 @@ def build_bfn(
     :param dict data_type_options: e.g. ``{"beta_1": 9.0}``.
     :param dict backbone_options: keyword overrides of the backbone's configuration.
     :param autocast_dtype: passed on to :class:`~pyro_bfn.bfn.BFN`.
+    :returns: the BFN, with ``build_recipe``: the four arguments above (what
+        :func:`pyro_bfn.pretrained.save_pretrained` writes to rebuild it).
     :raises ValueError: unknown dataset, or a backbone whose layout the dataset's examples do
         not have (an image network for text, a sequence network for images).
     """
@@ -314,4 +316,7 @@ def build_bfn(
         data_type.num_output_features,
         **(backbone_options or {}),
     )
-    return BFN(data_type, network, spec.data_shape, autocast_dtype=autocast_dtype)
+    bfn = BFN(data_type, network, spec.data_shape, autocast_dtype=autocast_dtype)
+    bfn.build_recipe = {"dataset": dataset, "backbone": backbone or spec.default_backbone,  # for save_pretrained
+                        "backbone_options": dict(backbone_options or {}), "data_type_options": dict(data_type_options or {})}
+    return bfn

@@ -7,6 +7,8 @@ import sys
 import pyro_bfn
 
 NAMES = {
+    "save_pretrained": "pyro_bfn.pretrained",
+    "from_pretrained": "pyro_bfn.pretrained",
     "BFN": "pyro_bfn.bfn",
     "LossTerms": "pyro_bfn.bfn",
     "ContinuousData": "pyro_bfn.data_types",

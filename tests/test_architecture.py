@@ -42,8 +42,9 @@ ALLOWED = {
         "bfn", "checks", "data_types", "datasets", "distributions", "evaluation", "models",
         "plotting", "sampling", "schedules", "zoo",
     },
+    "pretrained": {"bfn", "checks", "training", "zoo"},
     "cli": {
-        "bfn", "checks", "datasets", "evaluation", "models", "plotting", "sampling", "training", "zoo",
+        "bfn", "checks", "datasets", "evaluation", "models", "plotting", "pretrained", "sampling", "training", "zoo",
         "text_codec", "__init__",
     },
     "__main__": {"cli"},
