@@ -42,13 +42,14 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from .checks import check_integer
+from .checks import check_finite_number, check_integer
 from .data_types import DataType, per_example
 from .distributions import continuous_time_kl_rate
 from .distributions.util import validation_enabled_for
 from .models import NULL_LABEL
 from .sampling import TimeGrid, draw_times, get_sampler
 from .sampling.conditioning import Replacement, check_known, smc_inpaint
+from .sampling.gradient_guidance import GradientGuidance
 from .sampling.guidance import ClassifierFreeGuidance
 
 __all__ = ["BFN", "LossTerms", "NonFiniteNetworkOutput", "drop_context"]
@@ -278,6 +279,8 @@ class BFN(nn.Module):
         *,
         final: str | None = None,
         guidance_scale: float | None = None,
+        log_score=None,
+        log_score_scale: float = 1.0,
         generator: torch.Generator | None = None,
         callback=None,
         known: torch.Tensor | None = None,
@@ -310,6 +313,10 @@ class BFN(nn.Module):
         :param float guidance_scale: classifier-free guidance scale :math:`w`
             (:mod:`pyro_bfn.sampling.guidance`; needs a ``context`` and a conditional network
             trained with ``context_dropout``); ``None``: no guidance.
+        :param callable log_score: gradient guidance (:mod:`pyro_bfn.sampling.gradient_guidance`):
+            a differentiable ``log_score(output, t) -> (B,)`` of the output distribution whose
+            gradient with respect to the input parameters steers every step; ``None``: none.
+        :param float log_score_scale: its scale :math:`s`; ``0`` samples exactly as unguided.
         :param torch.Generator generator: draw every random number from this generator (on the
             sampling device) instead of the global one, and advance it; ``None``: torch's
             global generator, exactly as before.
@@ -340,6 +347,8 @@ class BFN(nn.Module):
         model = self
         if guidance_scale is not None:
             model = _guided(self, guidance_scale, context)
+        if log_score is not None:
+            model = GradientGuidance(model, log_score, log_score_scale)
         options = {} if callback is None else {"callback": callback}
         replacement = None
         if known is not None or mask is not None:
@@ -389,8 +398,7 @@ def _final_is_mode(final, mode) -> bool:
 
 def _guided(bfn, guidance_scale, context):
     """The classifier-free-guided view of ``bfn`` (:mod:`pyro_bfn.sampling.guidance`)."""
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale):
-        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+    check_finite_number("guidance_scale", guidance_scale)
     if context is None:
         raise ValueError(
             "guidance_scale needs a context: classifier-free guidance steers a conditional model towards it "

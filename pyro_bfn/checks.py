@@ -8,7 +8,9 @@ Each check returns the value it accepted, so that it can be used inline::
 
 from __future__ import annotations
 
-__all__ = ["check_integer"]
+import math
+
+__all__ = ["check_finite_number", "check_integer"]
 
 
 def check_integer(name: str, value, minimum: int = 1, *, allow_none: bool = False):
@@ -31,3 +33,11 @@ def check_integer(name: str, value, minimum: int = 1, *, allow_none: bool = Fals
             what += " or None"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return value
+
+
+def check_finite_number(name: str, value) -> float:
+    """``float(value)`` if ``value`` is a finite ``int`` or ``float`` (not a ``bool``), else a
+    :class:`ValueError` that names the argument and what it got."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)

@@ -15,7 +15,9 @@
 * :mod:`pyro_bfn.sampling.solvers`: the ODE and SDE solvers of BFN-Solver, registered as
   ``"ode1"``, ``"ode2"`` and ``"sde2"``.
 * :mod:`pyro_bfn.sampling.guidance`: classifier-free guidance,
-  :class:`~pyro_bfn.sampling.guidance.ClassifierFreeGuidance`.
+  :class:`~pyro_bfn.sampling.guidance.ClassifierFreeGuidance`;
+  :mod:`pyro_bfn.sampling.gradient_guidance`: gradient (classifier) guidance by a log-score,
+  :class:`~pyro_bfn.sampling.gradient_guidance.GradientGuidance`.
 * :mod:`pyro_bfn.sampling.conditioning`: inpainting by replacement
   (:class:`~pyro_bfn.sampling.conditioning.Replacement`) and by sequential Monte Carlo
   (:func:`~pyro_bfn.sampling.conditioning.smc_inpaint`).
@@ -30,10 +32,12 @@ from .samplers import ancestral  # registers the paper's sampler
 from .solvers import GaussianView, ode1, ode2, sde2, solve  # registers the solvers
 from .conditioning import Replacement, SMCResult, smc_inpaint
 from .guidance import ClassifierFreeGuidance
+from .gradient_guidance import GradientGuidance
 
 __all__ = [
     "ClassifierFreeGuidance",
     "GaussianView",
+    "GradientGuidance",
     "Replacement",
     "SMCResult",
     "SampleResult",

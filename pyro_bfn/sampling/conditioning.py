@@ -122,10 +122,10 @@ def smc_inpaint(
     if device is None:
         device = next(bfn.parameters()).device
     known, mask = check_known(bfn, known, mask, batch, device)
-    data_type, dtype = bfn.data_type, bfn.dtype
+    data_type = bfn.data_type
     data_dims = tuple(range(1, known.dim()))
     repeat = (lambda v: None if v is None else v.repeat_interleave(num_particles, 0))
-    known_p, mask_p, context_p = repeat(known), repeat(mask), repeat(context)
+    mask_p, context_p = repeat(mask), repeat(context)
     log_weights = torch.zeros(batch, num_particles, device=device, dtype=torch.float64)
     ess_history = []
 
