@@ -1,6 +1,7 @@
-"""Every BFN distribution inside Pyro: pyro.sample under pyro.plate, expand, to_event, sample
-shapes, enumeration, SVI with Trace_ELBO / TraceMeanField_ELBO / TraceEnum_ELBO, Pyro's
-conjugate-update contract and ``pyro.infer.reparam.ConjugateReparam``.
+"""BFN distributions inside Pyro inference: enumeration, SVI with Trace_ELBO /
+TraceMeanField_ELBO / TraceEnum_ELBO, Pyro's conjugate-update contract and
+``pyro.infer.reparam.ConjugateReparam``. Every class under ``pyro.sample`` and ``pyro.plate``,
+with ``expand``, ``to_event`` and sample shapes, is in ``test_generic.py``.
 
 Oracles: scipy.stats for evidences and posteriors written from the paper's update formulas;
 statistical checks use fixed seeds and ``Z = 5`` standard errors (sample means) or
@@ -17,7 +18,7 @@ import pyro.distributions as dist
 import pytest
 import scipy.stats
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO, config_enumerate
@@ -25,138 +26,35 @@ from pyro.infer.reparam import ConjugateReparam
 from pyro.optim import Adam
 from scipy import special
 
+from distribution_fixtures import FIXTURE_BY_NAME, RandomParameters
 from pyro_bfn.distributions import (
     CategoricalInput,
-    CategoricalOutput,
     DiscreteFlow,
     DiscreteReceiver,
     DiscreteSender,
     DiscreteUpdate,
     DiscretisedOutput,
-    DiscretisedReceiver,
-    NormalFlow,
     NormalInput,
-    NormalReceiver,
     NormalSender,
-    NormalUpdate,
-    PointMassOutput,
     SoftmaxNormal,
     bayesian_update,
 )
-from strategies import accuracies, batch_shapes, reals, sample_shapes, tensors
+from strategies import accuracies, batch_shapes, reals, tensors
 
 Z = 5.0
 f64 = torch.float64
 K = 4  # classes / bins of the discrete and discretised instances
 
 
-def _make(kind, shape):
-    """An instance of every class with batch shape ``shape`` (float64, seeded parameters)."""
-    g = torch.Generator().manual_seed(len(shape) * 7 + 1)
-    shape = tuple(shape)
-    full = lambda s=shape: torch.randn(s, generator=g, dtype=f64)  # noqa: E731
-    pos = lambda s=shape: torch.rand(s, generator=g, dtype=f64) + 0.5  # noqa: E731
-    cls = lambda: torch.randint(0, K, shape, generator=g)  # noqa: E731
-    logits = lambda: torch.randn(shape + (K,), generator=g, dtype=f64)  # noqa: E731
-    return {
-        "NormalInput": lambda: NormalInput(full(), pos()),
-        "NormalSender": lambda: NormalSender(full(), pos()),
-        "NormalReceiver": lambda: NormalReceiver(full(), pos()),
-        "NormalUpdate": lambda: NormalUpdate(full(), pos(), full(), pos()),
-        "NormalFlow": lambda: NormalFlow(full(), pos()),
-        "PointMassOutput": lambda: PointMassOutput(full()),
-        "DiscretisedOutput": lambda: DiscretisedOutput(full() * 0.5, pos() * 0.3, K),
-        "DiscretisedReceiver": lambda: DiscretisedReceiver(torch.softmax(logits(), -1), pos()),
-        "CategoricalInput": lambda: CategoricalInput(logits=logits()),
-        "CategoricalOutput": lambda: CategoricalOutput(logits=logits()),
-        "DiscreteSender": lambda: DiscreteSender(cls(), pos(), K),
-        "DiscreteReceiver": lambda: DiscreteReceiver(logits(), pos()),
-        "DiscreteUpdate": lambda: DiscreteUpdate(logits(), cls(), pos()),
-        "DiscreteFlow": lambda: DiscreteFlow(cls(), pos(), K),
-        "SoftmaxNormal": lambda: SoftmaxNormal(logits(), pos()),
-    }[kind]()
-
-
-KINDS = [
-    "NormalInput",
-    "NormalSender",
-    "NormalReceiver",
-    "NormalUpdate",
-    "NormalFlow",
-    "PointMassOutput",
-    "DiscretisedOutput",
-    "DiscretisedReceiver",
-    "CategoricalInput",
-    "CategoricalOutput",
-    "DiscreteSender",
-    "DiscreteReceiver",
-    "DiscreteUpdate",
-    "DiscreteFlow",
-    "SoftmaxNormal",
-]
-
-
-def _plates(shape):
-    """Nested pyro.plate contexts for ``shape`` (rightmost batch dims), names p0, p1, ..."""
-    rank = len(shape)
-    return [pyro.plate(f"p{i}", size, dim=i - rank) for i, size in enumerate(shape)]
-
-
 # ---------------------------------------------------------------------------------------------
-# pyro.sample under pyro.plate: batch rank 0-3, expand by an outer plate, to_event, sample shapes
-
-
-@settings(max_examples=60)
-@given(kind=st.sampled_from(KINDS), shape=batch_shapes(), outer=st.integers(1, 3), sample_shape=sample_shapes())
-def test_every_class_in_pyro_sample_under_plates(kind, shape, outer, sample_shape):
-    d = _make(kind, shape)
-    assert d.batch_shape == shape
-    rank = len(shape)
-
-    def model():
-        with pyro.plate("outer", outer, dim=-rank - 1):
-            plates = _plates(shape)
-            for plate in plates:
-                plate.__enter__()
-            try:
-                return pyro.sample("x", d)
-            finally:
-                for plate in reversed(plates):
-                    plate.__exit__(None, None, None)
-
-    torch.manual_seed(0)
-    trace = poutine.trace(model).get_trace()
-    trace.compute_log_prob()
-    site = trace.nodes["x"]
-    batch = torch.Size((outer,) + tuple(shape))
-    assert site["fn"].batch_shape == batch  # pyro expanded the distribution with .expand
-    assert site["value"].shape == batch + d.event_shape
-    assert site["log_prob"].shape == batch
-    assert torch.isfinite(site["log_prob"]).all()
-    # the site's log-density is the distribution's own, broadcast
-    torch.testing.assert_close(site["log_prob"], d.log_prob(site["value"]).expand(batch))
-    # to_event: one event of shape batch_shape + event_shape
-    if rank:
-        independent = d.to_event(rank)
-        value = site["value"][0]
-        lp = pyro.poutine.trace(lambda: pyro.sample("y", independent, obs=value)).get_trace()
-        lp.compute_log_prob()
-        assert lp.nodes["y"]["log_prob"].shape == ()
-        torch.testing.assert_close(lp.nodes["y"]["log_prob"], d.log_prob(value).sum())
-    # sample shapes via expand_by, and sample()
-    by = d.expand_by(sample_shape)
-    assert by.batch_shape == sample_shape + shape
-    assert d.sample(sample_shape).shape == sample_shape + shape + d.event_shape
-    value = by.sample()
-    assert value.shape == sample_shape + shape + d.event_shape
-    assert by.log_prob(value).shape == sample_shape + shape
+# enumeration (every class under pyro.plate, expand, to_event, sample shapes: test_generic.py)
 
 
 @pytest.mark.parametrize("kind", ["CategoricalOutput", "DiscretisedOutput", "CategoricalInput"])
 def test_enumerated_output_marginal_likelihood_matches_scipy(kind):
     """z ~ output (enumerated in parallel under a plate of 3), obs ~ N(value(z), 0.5^2):
     TraceEnum_ELBO with an empty guide is exactly -sum_i log sum_z p(z) N(obs_i; value(z), 0.25)."""
-    d = _make(kind, (3,))
+    d = FIXTURE_BY_NAME[kind].random(RandomParameters((3,), num_classes=K, seed=8))
     obs = torch.tensor([0.3, -1.2, 2.0], dtype=f64)
     values = d.enumerate_support(expand=False).reshape(-1)  # (K,)
     numeric = values.to(f64) if kind == "DiscretisedOutput" else values.to(f64) - 1.5

@@ -266,7 +266,7 @@ def test_expected_logaddexp_normal_series_weights_meet_their_bound():
     """The accelerated alternating series reproduces S = ln 2 = 1 - 1/2 + 1/3 - ... (c_j = 1/(j+1),
     the moments of ds on [0, 1]) within its proven bound 2 S / 5.83^n, and the term counts are
     the documented 10 (float32) and 22 (float64)."""
-    from pyro_bfn.distributions.kl import _alternating_series_weights
+    from pyro_bfn.distributions.normal_expectations import _alternating_series_weights
 
     for dtype, count in ((torch.float32, 10), (torch.float64, 22)):
         weights = _alternating_series_weights(dtype)
@@ -578,7 +578,7 @@ def test_quadrature_kl_in_chunks_equals_unchunked(monkeypatch):
     """The envelope quadrature bounds its memory by evaluating chunks of elements; the chunked
     value and gradient are those of one pass (a 256-bin KL over a CIFAR-sized batch needed
     tens of GB in one pass)."""
-    from pyro_bfn.distributions import kl as kl_module
+    from pyro_bfn.distributions import normal_expectations as kl_module
 
     generator = torch.Generator().manual_seed(3)
     a = torch.randn(4, 5, 17, generator=generator, dtype=torch.float64, requires_grad=True)
