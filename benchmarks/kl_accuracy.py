@@ -19,18 +19,31 @@ float64. The 1-D oracle integrates ``p_S(y) (ln p_S(y) - ln p_R(y))`` over ``y``
 :func:`scipy.integrate.quad`, written directly from the densities (scipy.stats /
 scipy.special), split at the bin centres and midpoints inside the sender's +-40 sd window.
 
+Two regions test the extremes (issue 14):
+
+* "discretised output (tails)": the KL from an output distribution (``DiscretisedOutput.receiver``,
+  whose log bin masses the KL consumes) far from the data, sigma_x in {1e-4, 1e-3, 0.05} at steps
+  1, 4, 7, 10 of n = 10 (256 bins with sigma_1 = 1e-3, the CIFAR-10 setting, up to its last step
+  alpha = 7.5e5; 16 bins with sqrt(1e-3)), plus the issue's 16-bin example; the oracle's log bin
+  masses are mpmath's (50 digits), exact where float64 CDF differences underflow;
+* "affine (near-kink)": ``expected_neg_logsumexp_affine`` on the issue's M = 16 lines and on lines
+  through a few common points with gaps of a few units below the envelope there (M = 5..64,
+  slopes up to ~80), against ``quad`` split at every crossing of two lines.
+
 Run: ``python benchmarks/kl_accuracy.py``; prints a Markdown table and writes
-``benchmarks/results/kl_accuracy.md``.
+``benchmarks/results/kl_accuracy.md`` and the rows as ``kl_accuracy.json``.
 """
 
 from __future__ import annotations
 
 import math
-import pathlib
 
+import mpmath
 import numpy as np
 import torch
 from scipy import integrate, special, stats
+
+import harness
 
 ALPHAS = (1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6)
 BINS = (2, 16, 256)
@@ -51,12 +64,11 @@ def discretised_output_probs(num_bins: int, true_bin: int, p: float) -> np.ndarr
     return probs
 
 
-def oracle_kl_discretised(x: float, probs: np.ndarray, alpha: float) -> float:
-    """KL(N(x, 1/alpha) || sum_k probs_k N(k_c, 1/alpha)) by scipy quad over y."""
-    num_bins = len(probs)
+def oracle_kl_discretised(x: float, log_probs: np.ndarray, alpha: float) -> float:
+    """KL(N(x, 1/alpha) || sum_k e^{log_probs_k} N(k_c, 1/alpha)) by scipy quad over y."""
+    num_bins = len(log_probs)
     centres = (2 * np.arange(num_bins) + 1) / num_bins - 1
     sd = 1 / math.sqrt(alpha)
-    log_probs = np.log(probs)
 
     def integrand(y):
         log_s = stats.norm.logpdf(y, x, sd)
@@ -186,6 +198,98 @@ def kink_probs(num_bins: int, true_bin: int, p: float) -> np.ndarray:
     return probs / probs.sum()
 
 
+def exact_log_bin_masses(loc: float, scale: float, num_bins: int) -> np.ndarray:
+    """ln p_O(k) of N(loc, scale^2) discretised over the K bins (outer bins take the tails), by
+    mpmath at 50 digits with exact edges 2k/K - 1, on the side of the mean where the CDF
+    difference does not cancel: right in the far tails, where float64 CDFs underflow."""
+    with mpmath.workdps(50):
+        loc, scale = mpmath.mpf(loc), mpmath.mpf(scale)
+        out = []
+        for k in range(num_bins):
+            a = -mpmath.inf if k == 0 else (mpmath.mpf(2 * k) / num_bins - 1 - loc) / scale
+            b = mpmath.inf if k == num_bins - 1 else (mpmath.mpf(2 * k + 2) / num_bins - 1 - loc) / scale
+            mass = mpmath.ncdf(-a) - mpmath.ncdf(-b) if a > 0 else mpmath.ncdf(b) - mpmath.ncdf(a)
+            out.append(float(mpmath.log(mass)))
+    return np.array(out)
+
+
+def library_kl_output(x_bin: int, loc: float, scale: float, num_bins: int, alpha: float) -> float:
+    """The n-step KL term as the library computes it from an output distribution."""
+    from pyro_bfn.distributions import DiscretisedOutput, NormalSender, bin_centres
+
+    x = bin_centres(num_bins, dtype=torch.float64)[x_bin]
+    a = torch.tensor(alpha, dtype=torch.float64)
+    output = DiscretisedOutput(torch.tensor(loc, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64), num_bins)
+    return float(torch.distributions.kl_divergence(NormalSender(x, a), output.receiver(a)))
+
+
+def oracle_expected_logsumexp(a: np.ndarray, b: np.ndarray) -> float:
+    """E[logsumexp_m(a_m + b_m eps)], eps ~ N(0, 1), by scipy quad over eps in [-12, 12] split at
+    every crossing of two lines (every kink and near-kink of the integrand)."""
+    rise, run = a[:, None] - a[None, :], b[None, :] - b[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossings = (rise / run)[np.triu_indices(len(a), 1)]
+    knots = np.unique(np.concatenate([[-12.0, 0.0, 12.0], crossings[np.abs(crossings) < 12]]))
+
+    def integrand(e):
+        return special.logsumexp(a + b * e) * stats.norm.pdf(e)
+
+    return sum(
+        integrate.quad(integrand, lo, hi, limit=200, epsabs=1e-15, epsrel=1e-13)[0] for lo, hi in zip(knots[:-1], knots[1:])
+    )
+
+
+def library_expected_logsumexp(a: np.ndarray, b: np.ndarray) -> float:
+    from pyro_bfn.distributions import expected_neg_logsumexp_affine
+
+    return -float(expected_neg_logsumexp_affine(torch.tensor(a), torch.tensor(b)))
+
+
+#: The issue's M = 16 lines: a line just below the envelope at a kink.
+NEAR_KINK_A = np.array([1.3220493492482337, -0.448818620531357, -4.130830033055371, 4.758223550910809, -3.5481719739524804, 1.259478775553517, -0.8325810169049697, 2.1751021653150424, -4.440639012987166, -2.781666385618086, -3.187400313465995, -1.544279148289823, 2.7034513081178044, -1.556976625597002, -0.33421099486234684, 0.15815096705744142])  # noqa: E501
+NEAR_KINK_B = np.array([7.196146915169461, 8.806785504769287, -7.107897716505308, -45.98504821761432, -10.931456971308451, -3.1221038888329415, 11.980267919293341, -1.25337073094925, 6.470492234840063, -19.51752085188889, -10.103121172400195, 21.940170787824627, 3.1600815844116523, 58.402413422195345, 16.999992839452155, 28.343561616291982])  # noqa: E501
+
+
+def step_accuracy(sigma_1: float, i: int, n: int) -> float:
+    """alpha_i = sigma_1^(-2i/n) (1 - sigma_1^(2/n)) (paper Sec. 6.8)."""
+    return sigma_1 ** (-2 * i / n) * -math.expm1(2 * math.log(sigma_1) / n)
+
+
+def study_tails():
+    """Rows for the output distribution's far tails and for near-kinks of the affine integrand."""
+    rows = []
+    # the issue's 16-bin output whose first bins underflowed (x = -0.5625, bin 3)
+    loc, scale, alpha = 0.7258321545426821, 0.03485529540734768, 498.8127663727276
+    rows.append(("discretised output (tails)", 16, alpha, scale, library_kl_output(3, loc, scale, 16, alpha),
+                 oracle_kl_discretised(-0.5625, exact_log_bin_masses(loc, scale, 16), alpha)))
+    # an output far from the data (x at 3/4 of the range, mu_x = -0.3), sigma_x down to 1e-4,
+    # at steps 1, 4, 7 and 10 of the paper's n = 10 schedules (256 bins: sigma_1 = 1e-3, the
+    # CIFAR-10 setting; 16 bins: sqrt(1e-3))
+    for num_bins, sigma_1 in ((16, math.sqrt(1e-3)), (256, 1e-3)):
+        x_bin = 3 * num_bins // 4
+        centres = (2 * np.arange(num_bins) + 1) / num_bins - 1
+        for scale in (1e-4, 1e-3, 0.05):
+            log_masses = exact_log_bin_masses(-0.3, scale, num_bins)
+            for i in (1, 4, 7, 10):
+                alpha = step_accuracy(sigma_1, i, 10)
+                rows.append(("discretised output (tails)", num_bins, alpha, scale,
+                             library_kl_output(x_bin, -0.3, scale, num_bins, alpha),
+                             oracle_kl_discretised(centres[x_bin], log_masses, alpha)))
+    # near-kinks: the issue's case, then lines through a few common points with gaps of a few
+    # units below the envelope there, M = 5..64, slopes up to ~80
+    rows.append(("affine (near-kink)", 16, np.abs(NEAR_KINK_B).max(), 0.0,
+                 library_expected_logsumexp(NEAR_KINK_A, NEAR_KINK_B), oracle_expected_logsumexp(NEAR_KINK_A, NEAR_KINK_B)))
+    rng = np.random.default_rng(14)
+    for num_lines in (5, 8, 16, 32, 64):
+        for _ in range(3):
+            points = rng.uniform(-2, 2, 3)
+            b = rng.normal(0, 30, num_lines)
+            a = -b * points[np.arange(num_lines) % 3] - rng.exponential(2.0, num_lines)
+            rows.append(("affine (near-kink)", num_lines, np.abs(b).max(), 0.0,
+                         library_expected_logsumexp(a, b), oracle_expected_logsumexp(a, b)))
+    return rows
+
+
 def study():
     """Rows (kind, K, alpha, p, library, oracle, abs error, rel error)."""
     rows = []
@@ -199,7 +303,7 @@ def study():
         for alpha in ALPHAS:
             for p in PROBS:
                 probs = discretised_output_probs(num_bins, true_bin, p)
-                oracle = oracle_kl_discretised(centres[true_bin], probs, alpha)
+                oracle = oracle_kl_discretised(centres[true_bin], np.log(probs), alpha)
                 value = library_kl_discretised(true_bin, probs, alpha)
                 rows.append(("discretised", num_bins, alpha, p, value, oracle))
     for num_bins in (3, 16, 256):
@@ -209,7 +313,7 @@ def study():
             alpha = (s * num_bins / 2) ** 2
             for p in (1e-6, 1e-3):
                 probs = kink_probs(num_bins, true_bin, p)
-                oracle = oracle_kl_discretised(centres[true_bin], probs, alpha)
+                oracle = oracle_kl_discretised(centres[true_bin], np.log(probs), alpha)
                 rows.append(("discretised (kink)", num_bins, alpha, p, library_kl_discretised(true_bin, probs, alpha), oracle))
     for alpha in ALPHAS:
         for p in PROBS:
@@ -221,6 +325,7 @@ def study():
         for p in (1e-6, 1e-3):
             probs = np.array([p, 1 - p])
             rows.append(("discrete K=2 (kink)", 2, alpha, p, library_kl_discrete(0, probs, alpha), oracle_kl_discrete(0, probs, alpha)))
+    rows += study_tails()
     out = []
     for kind, k, alpha, p, value, oracle in rows:
         error = abs(value - oracle)
@@ -242,7 +347,7 @@ def study_monte_carlo():
 
 def markdown(rows, mc_rows) -> str:
     lines = [
-        "| KL | K | alpha | p (or x_hat) | library | scipy | abs error | rel error |",
+        "| KL | K (or M) | alpha (or max abs b) | p (or x_hat, sigma_x) | library | oracle | abs error | rel error |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for kind, k, alpha, p, value, oracle, error, rel in rows:
@@ -272,27 +377,46 @@ def markdown(rows, mc_rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-NOTES = """What each KL computes: continuous data, the closed form alpha/2 (x - x_hat)^2;
+METHODS = """What each KL computes: continuous data, the closed form alpha/2 (x - x_hat)^2;
 discretised data and discrete data with K = 2, -E[logsumexp_m(a_m + b_m eps)] with every bend of
 the integrand's upper envelope integrated exactly (each bend's E[ln(1 + e^u)] in closed form plus
-an accelerated alternating series, 22 terms in float64) and Gauss-Legendre (192 nodes) on the
-smooth rest; discrete data with K > 2, an unbiased Monte Carlo estimate (``kl_samples`` draws).
-
-Reading the table: the relative errors of up to 2e-3 for discretised data at alpha = 1e-4 are
-rounding, not quadrature error: there the KL is ~1e-13 and is computed as a sum of O(1) terms
-(the log bin probabilities), so its absolute error is a few eps (<= 2e-15). The continuous
-closed form's absolute error at alpha = 1e6 (1e-8 on a KL of 2e6) is the oracle's.
+an accelerated alternating series, 22 terms in float64) and Gauss-Legendre (192 nodes, refined
+around kinks that a third line makes sharp) on the smooth rest, the intercepts holding the log
+bin masses; discrete data with K > 2, an unbiased Monte Carlo estimate (``kl_samples`` draws).
 """
 
 
-def main():
+def notes(rows) -> str:
+    """What the table says, computed from its rows."""
+    def worst(kind, column=7):
+        return max(r[column] for r in rows if r[0] == kind)
+
+    tiny = [r for r in rows if r[0] == "discretised" and r[2] == min(ALPHAS)]
+    worst_tiny = max(tiny, key=lambda r: r[7])
+    tails_alpha = max(r[2] for r in rows if r[0].endswith("(tails)"))
+    return (
+        f"Reading the table: the largest relative error of the discretised grid, {worst_tiny[7]:.1e} at "
+        f"alpha = {worst_tiny[2]:g}, is rounding, not quadrature error: there the KL is {worst_tiny[5]:.1e} and is "
+        f"computed from O(1) terms (the log bin probabilities); its absolute error is {worst_tiny[6]:.1e}. "
+        f"Over the output tails (down to sigma_x = 1e-4, alpha up to {tails_alpha:.3g}) "
+        f"the largest relative error is {worst('discretised output (tails)'):.1e}; over the near-kink affine cases "
+        f"{worst('affine (near-kink)'):.1e}.\n"
+    )
+
+
+def main(argv=None):
+    args = harness.parser(__doc__, threads=None, device=None).parse_args(argv)
+    meta = harness.provenance(__file__, argv, seed=args.seed)
     rows, mc_rows = study(), study_monte_carlo()
-    text = "# KL accuracy (float64, vs scipy.integrate)\n\n" + NOTES + "\n" + markdown(rows, mc_rows)
-    print(text)
-    path = pathlib.Path(__file__).parent / "results" / "kl_accuracy.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    harness.finish(meta)
+    meta["dtype"] = "float64"
+    text = "\n".join([*harness.header_lines(meta, "KL accuracy (float64, vs scipy.integrate and mpmath)"), "",
+                      METHODS, notes(rows), markdown(rows, mc_rows)])
+    columns = ("kl", "k", "alpha", "p", "library", "oracle", "abs_error", "rel_error")
+    records = [dict(zip(columns, (row[0], int(row[1]), *map(float, row[2:])))) for row in rows]
+    harness.write_results(args.out, "kl_accuracy", text, meta, rows=records)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

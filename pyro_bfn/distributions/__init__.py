@@ -24,13 +24,8 @@ from .discrete import (
     sender_mean,
 )
 from .discretised import DiscretisedOutput, DiscretisedReceiver, bin_centres, bin_index
-from .kl import (
-    QUADRATURE_NODES,
-    continuous_time_kl_rate,
-    expected_logaddexp_normal,
-    expected_neg_logsumexp_affine,
-    kl_discrete_monte_carlo,
-)
+from .kl import continuous_time_kl_rate, kl_discrete_monte_carlo
+from .normal_expectations import QUADRATURE_NODES, expected_logaddexp_normal, expected_neg_logsumexp_affine
 
 __all__ = [
     "CategoricalInput",

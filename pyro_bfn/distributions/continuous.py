@@ -29,7 +29,7 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
-from .util import ParameterExpandMixin, finite_nonnegative, finite_positive, to_float_tensor
+from .util import ParameterExpandMixin, finite_nonnegative, finite_positive, finite_real, to_float_tensor
 
 __all__ = [
     "NormalFlow",
@@ -191,10 +191,10 @@ class PointMassOutput(ParameterExpandMixin, dist.Delta):
     :math:`p_O(x \\mid \\theta;\\, t) = \\delta(x - \\hat x(\\theta, t))`, a point mass at the
     network's prediction.
 
-    :param torch.Tensor x_hat: the prediction :math:`\\hat x`, shape ``batch_shape``.
+    :param torch.Tensor x_hat: the prediction :math:`\\hat x` (finite), shape ``batch_shape``.
     """
 
-    arg_constraints = {"x_hat": constraints.real}
+    arg_constraints = {"x_hat": finite_real}
 
     def __init__(self, x_hat, validate_args=None):
         (x_hat,) = _float_parameters([("x_hat", x_hat)], validate_args)

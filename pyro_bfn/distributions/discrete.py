@@ -27,11 +27,13 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
+from ..checks import check_integer
 from .util import (
     BFNDistribution,
     check_class_index,
     finite_nonnegative,
     finite_positive,
+    finite_real_vector,
     one_hot,
     to_float_tensor,
     validation_enabled_for,
@@ -50,9 +52,7 @@ __all__ = [
 
 
 def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return num_classes
+    return check_integer("num_classes", num_classes, minimum=2)
 
 
 def sender_mean(x, accuracy, num_classes: int):
@@ -274,8 +274,7 @@ class DiscreteReceiver(BFNDistribution):
         logits = to_float_tensor(logits, "logits")
         if logits.dim() < 1 or logits.shape[-1] < 2:
             raise ValueError(f"logits must have a last dimension of at least 2 classes, got shape {tuple(logits.shape)}")
-        if isinstance(kl_samples, bool) or not isinstance(kl_samples, int) or kl_samples < 1:
-            raise ValueError(f"kl_samples must be a positive integer, got {kl_samples!r}")
+        check_integer("kl_samples", kl_samples)
         accuracy = to_float_tensor(accuracy, "accuracy", logits)
         batch_shape = _broadcast_batch(logits[..., 0], accuracy, ("logits", "accuracy"))
         self.num_classes = logits.shape[-1]
@@ -335,12 +334,12 @@ class SoftmaxNormal(BFNDistribution):
     a density with respect to Lebesgue measure on :math:`(\\theta_1, \\dots, \\theta_{K-1})`, the
     convention of :class:`~pyro.distributions.Dirichlet`.
 
-    :param torch.Tensor loc: :math:`m`, shape ``batch_shape + (K,)``.
+    :param torch.Tensor loc: :math:`m` (finite), shape ``batch_shape + (K,)``.
     :param torch.Tensor scale: :math:`s \\ge 0`, broadcastable with ``batch_shape``
         (:math:`s = 0` is a point mass: it samples, it has no density).
     """
 
-    arg_constraints = {"loc": constraints.real_vector, "scale": finite_nonnegative}
+    arg_constraints = {"loc": finite_real_vector, "scale": finite_nonnegative}
     _parameter_event_dims = {"loc": 1}
     support = constraints.simplex
     has_rsample = True
@@ -396,13 +395,13 @@ class DiscreteUpdate(SoftmaxNormal):
     :math:`y \\sim p_S(\\cdot \\mid x;\\, \\alpha)`, i.e. a :class:`SoftmaxNormal` with
     :math:`m = \\ln\\theta + \\alpha(K e_x - 1)` and :math:`s^2 = \\alpha K`.
 
-    :param torch.Tensor input_logits: :math:`\\ln\\theta` (up to a constant), shape
+    :param torch.Tensor input_logits: :math:`\\ln\\theta` (up to a constant; finite), shape
         ``batch_shape + (K,)``.
     :param torch.Tensor x: class indices, broadcastable with ``batch_shape`` (integer).
     :param torch.Tensor accuracy: :math:`\\alpha > 0`, broadcastable with ``batch_shape``.
     """
 
-    arg_constraints = {"input_logits": constraints.real_vector, "accuracy": finite_positive}
+    arg_constraints = {"input_logits": finite_real_vector, "accuracy": finite_positive}
     _parameter_event_dims = {"input_logits": 1}
 
     def __init__(self, input_logits, x, accuracy, validate_args=None):

@@ -22,16 +22,16 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all, lazy_property
 
+from ..checks import check_integer
+from .binned_normal import NormalCdfSum, log_bin_masses
 from .continuous import NormalSender
-from .util import BFNDistribution, finite_positive, to_float_tensor
+from .util import BFNDistribution, finite_positive, finite_real, to_float_tensor
 
 __all__ = ["DiscretisedOutput", "DiscretisedReceiver", "bin_centres", "bin_index"]
 
 
 def _check_num_bins(num_bins) -> int:
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-        raise ValueError(f"num_bins must be an integer >= 2, got {num_bins!r}")
-    return num_bins
+    return check_integer("num_bins", num_bins, minimum=2)
 
 
 def bin_centres(num_bins: int, dtype=None, device=None) -> torch.Tensor:
@@ -93,56 +93,23 @@ class _Simplex(constraints.Constraint):
         return "Simplex()"
 
 
+class _LogSimplex(constraints.Constraint):
+    """Log-probabilities (``-inf`` allowed) whose exponentials sum to one, to the tolerance of
+    :class:`_Simplex`."""
+
+    event_dim = 1
+
+    def check(self, value):
+        eps = torch.finfo(value.dtype).eps if value.is_floating_point() else 0.0
+        tolerance = max(1e-6, 4 * value.shape[-1] * eps)
+        return (value <= tolerance).all(-1) & (value.logsumexp(-1).abs() <= tolerance)
+
+    def __repr__(self):
+        return "LogSimplex()"
+
+
 _simplex = _Simplex()
-
-
-def _log1mexp(z):
-    """:math:`\\ln(1 - e^{z})` for :math:`z \\le 0`, accurate at both ends."""
-    return torch.where(z > -math.log(2.0), torch.log(-torch.expm1(z)), torch.log1p(-torch.exp(z)))
-
-
-def _log_normal_interval_mass(lower, upper):
-    """:math:`\\ln(\\Phi(b) - \\Phi(a))` for standardised edges :math:`a < b` (``-inf``/``inf`` allowed).
-
-    Uses the lower tail when :math:`a \\le 0` and the mirrored upper tail otherwise, so that
-    neither difference suffers cancellation.
-    """
-    upper_tail = lower > 0
-    a = torch.where(upper_tail, -upper, lower)
-    b = torch.where(upper_tail, -lower, upper)
-    log_b = torch.special.log_ndtr(b)
-    return log_b + _log1mexp(torch.special.log_ndtr(a) - log_b)
-
-
-class _NormalCdfSum(torch.autograd.Function):
-    """:math:`\\sum_j \\Phi((e_j - \\mu)/\\sigma)` over the edges ``e`` (shape ``(J,)``) for every
-    element of ``loc`` and ``scale`` (same shape), with the analytic gradient
-
-    .. math:: \\frac{\\partial}{\\partial\\mu} = -\\frac{1}{\\sigma} \\sum_j \\phi(z_j), \\qquad
-              \\frac{\\partial}{\\partial\\sigma} = -\\frac{1}{\\sigma} \\sum_j z_j\\, \\phi(z_j),
-              \\qquad z_j = (e_j - \\mu)/\\sigma.
-
-    Autograd through ``ndtr`` would keep the ``(..., J)`` intermediates of the forward pass
-    alive until the backward pass; this keeps only ``loc`` and ``scale`` and recomputes
-    :math:`z` (about 1.6 times faster forward + backward at 256 bins, and ``J`` times less memory
-    held for the backward pass). Not twice differentiable.
-    """
-
-    @staticmethod
-    def forward(ctx, loc, scale, edges):
-        ctx.save_for_backward(loc, scale, edges)
-        return torch.special.ndtr((edges - loc[..., None]) / scale[..., None]).sum(-1)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        loc, scale, edges = ctx.saved_tensors
-        z = (edges - loc[..., None]) / scale[..., None]
-        density = torch.exp(-0.5 * z * z)
-        common = grad / (scale * math.sqrt(2 * math.pi))
-        grad_loc = -common * density.sum(-1) if ctx.needs_input_grad[0] else None
-        grad_scale = -common * (density * z).sum(-1) if ctx.needs_input_grad[1] else None
-        return grad_loc, grad_scale, None
+_log_simplex = _LogSimplex()
 
 
 class DiscretisedOutput(BFNDistribution):
@@ -157,16 +124,19 @@ class DiscretisedOutput(BFNDistribution):
                              1 & z \\ge 1 \\end{cases}
 
     The values are the bin centres (floats in [-1, 1]), so samples can be fed back to the
-    sender like any data. ``probs`` are computed as CDF differences on the tail that avoids
-    cancellation; ``log_prob`` works in log space (:func:`torch.special.log_ndtr`), in float64,
-    so it stays finite far into the tails.
+    sender like any data. The bin masses are computed as log-masses, :attr:`log_probs`
+    (:func:`~pyro_bfn.distributions.binned_normal.log_bin_masses`: log-CDF differences on the
+    side of the mean that avoids cancellation, the integral itself for bins narrow against
+    :math:`\\sigma_x`), right in relative terms far into the tails, where :math:`\\Phi` differences
+    underflow to 0; the receiver and the n-step KL use them. ``log_prob`` computes the mass of
+    the given bin only, in float64.
 
-    :param torch.Tensor loc: :math:`\\mu_x`, shape ``batch_shape``.
+    :param torch.Tensor loc: :math:`\\mu_x` (finite), shape ``batch_shape``.
     :param torch.Tensor scale: :math:`\\sigma_x > 0`, broadcastable with ``loc``.
     :param int num_bins: ``K >= 2``.
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": finite_positive}
+    arg_constraints = {"loc": finite_real, "scale": finite_positive}
     has_enumerate_support = True
 
     def __init__(self, loc, scale, num_bins: int, validate_args=None):
@@ -193,47 +163,43 @@ class DiscretisedOutput(BFNDistribution):
         """Bin centres, shape ``(num_bins,)``."""
         return bin_centres(self.num_bins, dtype=self.loc.dtype, device=self.loc.device)
 
-    def _standardised_edges(self, centres):
-        """Standardised lower and upper edges of the bins at ``centres`` (broadcast with the
-        batch), with the outer edges at -inf and +inf."""
+    @lazy_property
+    def log_probs(self) -> torch.Tensor:
+        """Log bin masses :math:`\\ln p_O(k)`, shape ``batch_shape + (num_bins,)``, in the dtype of
+        ``loc``: relative error a few :math:`\\epsilon (1 + |\\ln p_O(k)|)` for every bin (``-inf``
+        only where the log-mass itself is below the dtype's range); see
+        :func:`~pyro_bfn.distributions.binned_normal.log_bin_masses`."""
         # the K + 1 edges 2k/K - 1, computed once so that the upper edge of a bin is bit for bit
-        # the lower edge of the next (centre +- 1/K rounds differently on the two sides, and the
-        # gap, divided by a small scale, made the probabilities miss or double-count mass)
-        edges = _bin_edges(self.num_bins, centres.dtype, centres.device)
-        lower, upper = edges[:-1], edges[1:]
-        a = (lower - self.loc[..., None]) / self.scale[..., None]
-        b = (upper - self.loc[..., None]) / self.scale[..., None]
-        # replace the outer edges by -inf/+inf after standardising: (+-inf - loc) / scale would
-        # have an infinite derivative in scale, and inf * 0 = NaN in the backward pass
-        a[..., 0] = -math.inf
-        b[..., -1] = math.inf
-        return a, b
+        # the lower edge of the next (centre +- 1/K rounds differently on the two sides)
+        edges = _bin_edges(self.num_bins, self.loc.dtype, self.loc.device)
+        loc, scale = self.loc[..., None], self.scale[..., None]
+        standardised = (edges[1:-1] - loc) / scale
+        # the outer edges at -inf/+inf, set after standardising so that no gradient flows
+        # through (+-inf - loc) / scale (inf * 0 = NaN in the backward pass)
+        outer = torch.full_like(standardised[..., :1], math.inf)
+        standardised = torch.cat([-outer, standardised, outer], -1)
+        return log_bin_masses(standardised, (1 / self.num_bins) / scale)
 
     @lazy_property
     def probs(self) -> torch.Tensor:
-        """Bin probabilities, shape ``batch_shape + (num_bins,)``; they sum to one."""
-        a, b = self._standardised_edges(self.centres)
-        upper_tail = a > 0
-        # Phi(b) - Phi(a), or equivalently Phi(-a) - Phi(-b) when both edges are above the mean
-        low = torch.special.ndtr(torch.where(upper_tail, -b, a))
-        high = torch.special.ndtr(torch.where(upper_tail, -a, b))
-        return (high - low).clamp(min=0.0)
+        """Bin probabilities :math:`\\exp(` :attr:`log_probs` :math:`)` (0 below the dtype's
+        smallest normal number), shape ``batch_shape + (num_bins,)``; they sum to one."""
+        # below the smallest normal number: 0 (exp would take its slow path on them)
+        tiny = self.log_probs < math.log(torch.finfo(self.loc.dtype).tiny)
+        return torch.where(tiny, 0.0, torch.where(tiny, 0.0, self.log_probs).exp())
 
     def log_prob(self, value):
         """:math:`\\ln p_O(x)` for ``value`` holding bin centres, shape broadcastable with
-        ``batch_shape``."""
+        ``batch_shape``; the mass of the bin of ``value`` only, computed in float64."""
         if self._validate_args:
             self._validate_sample(value)
         index = bin_index(value, self.num_bins)
         edges = _bin_edges(self.num_bins, torch.float64, value.device)
         loc, scale = self.loc.double(), self.scale.double()
-        lower = (edges[index] - loc) / scale
-        upper = (edges[index + 1] - loc) / scale
-        # outer edges at -inf/+inf, set after standardising so that no gradient flows through
-        # (+-inf - loc) / scale (inf * 0 = NaN in the backward pass)
-        lower = torch.where(index == 0, torch.full_like(lower, -math.inf), lower)
-        upper = torch.where(index == self.num_bins - 1, torch.full_like(upper, math.inf), upper)
-        log_mass = _log_normal_interval_mass(lower, upper)
+        lower = torch.where(index == 0, -math.inf, (edges[index] - loc) / scale)
+        upper = torch.where(index == self.num_bins - 1, math.inf, (edges[index + 1] - loc) / scale)
+        half_width = (1 / self.num_bins) / scale
+        log_mass = log_bin_masses(torch.stack([lower, upper], -1), half_width[..., None])[..., 0]
         return log_mass.to(torch.promote_types(self.loc.dtype, value.dtype))
 
     def sample(self, sample_shape=torch.Size()):
@@ -256,13 +222,13 @@ class DiscretisedOutput(BFNDistribution):
 
         .. math:: \\hat k = \\sum_{k=1}^K k_c (G_k - G_{k-1}) = K_c - \\frac{2}{K} \\sum_{k=1}^{K-1} G_k,
 
-        :math:`K - 1` normal CDFs instead of the :math:`2K` of :attr:`probs` (about 5 times faster
-        forward and backward at 256 bins; same float32 accuracy, ~3e-7), with an analytic
-        gradient (:class:`_NormalCdfSum`).
+        :math:`K - 1` normal CDFs (:func:`torch.special.ndtr`, exact in absolute terms, which is
+        what a sum of bounded terms needs; the relative accuracy of :attr:`log_probs` is not) with
+        an analytic gradient (:class:`~pyro_bfn.distributions.binned_normal.NormalCdfSum`).
         """
         edges = _bin_edges(self.num_bins, self.loc.dtype, self.loc.device)[1:-1]
         loc, scale = torch.broadcast_tensors(self.loc, self.scale)
-        below = _NormalCdfSum.apply(loc, scale, edges)
+        below = NormalCdfSum.apply(loc, scale, edges)
         return (1 - 1 / self.num_bins) - (2 / self.num_bins) * below
 
     @property
@@ -272,11 +238,12 @@ class DiscretisedOutput(BFNDistribution):
     @property
     def mode(self):
         """The centre of the most probable bin."""
-        return self.centres[self.probs.argmax(-1)]
+        return self.centres[self.log_probs.argmax(-1)]
 
     def receiver(self, accuracy):
-        """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid k_c;\\, \\alpha)]`."""
-        return DiscretisedReceiver(self.probs, accuracy, validate_args=self._validate_args)
+        """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid k_c;\\, \\alpha)]`, built from
+        :attr:`log_probs`."""
+        return DiscretisedReceiver.from_log_probs(self.log_probs, accuracy, validate_args=self._validate_args)
 
 
 class DiscretisedReceiver(BFNDistribution):
@@ -288,36 +255,74 @@ class DiscretisedReceiver(BFNDistribution):
         p_R(y \\mid \\theta;\\, t, \\alpha) = \\sum_{k=1}^K p_O(k \\mid \\theta;\\, t)\\,
         N(y;\\, k_c, \\alpha^{-1}).
 
+    ``DiscretisedReceiver.from_log_probs(log_probs, accuracy)`` builds it from log bin masses
+    (what :meth:`DiscretisedOutput.receiver` does, so that masses below the smallest float keep
+    their weight); :attr:`log_probs` and :attr:`probs` are available whichever was given.
+
     :param torch.Tensor probs: bin probabilities :math:`p_O(k)`, shape
         ``batch_shape + (num_bins,)`` (for instance :attr:`DiscretisedOutput.probs`).
     :param torch.Tensor accuracy: :math:`\\alpha > 0`, broadcastable with ``batch_shape``.
     """
 
-    arg_constraints = {"probs": _simplex, "accuracy": finite_positive}
-    _parameter_event_dims = {"probs": 1}
+    arg_constraints = {"probs": _simplex, "log_probs": _log_simplex, "accuracy": finite_positive}
+    _parameter_event_dims = {"probs": 1, "log_probs": 1}
     support = constraints.real
     has_rsample = False
 
     def __init__(self, probs, accuracy, validate_args=None):
-        probs = to_float_tensor(probs, "probs")
-        if probs.dim() < 1 or probs.shape[-1] < 2:
-            raise ValueError(f"probs must have a last dimension of at least 2 bins, got shape {tuple(probs.shape)}")
-        accuracy = to_float_tensor(accuracy, "accuracy", probs)
+        self._init_receiver("probs", probs, accuracy, validate_args)
+
+    @classmethod
+    def from_log_probs(cls, log_probs, accuracy, validate_args=None):
+        """The receiver with log bin masses ``log_probs`` (shape ``batch_shape + (num_bins,)``,
+        ``-inf`` for an empty bin; validated to sum to one in probability)."""
+        new = cls.__new__(cls)
+        new._init_receiver("log_probs", log_probs, accuracy, validate_args)
+        return new
+
+    def _init_receiver(self, name, weights, accuracy, validate_args):
+        """Check and broadcast the bin weights (``probs`` or ``log_probs``, as ``name``) and the accuracy."""
+        weights = to_float_tensor(weights, name)
+        if weights.dim() < 1 or weights.shape[-1] < 2:
+            raise ValueError(f"{name} must have a last dimension of at least 2 bins, got shape {tuple(weights.shape)}")
+        accuracy = to_float_tensor(accuracy, "accuracy", weights)
         try:
-            batch_shape = broadcast_shape(probs.shape[:-1], accuracy.shape)
+            batch_shape = broadcast_shape(weights.shape[:-1], accuracy.shape)
         except ValueError as error:
             raise ValueError(
-                f"probs (batch shape {tuple(probs.shape[:-1])}) and accuracy (shape {tuple(accuracy.shape)}) "
+                f"{name} (batch shape {tuple(weights.shape[:-1])}) and accuracy (shape {tuple(accuracy.shape)}) "
                 "cannot be broadcast together"
             ) from error
-        self.num_bins = probs.shape[-1]
-        self.probs = probs.expand(batch_shape + probs.shape[-1:])
+        self.num_bins = weights.shape[-1]
+        setattr(self, name, weights.expand(batch_shape + weights.shape[-1:]))
         self.accuracy = accuracy.expand(batch_shape)
         super().__init__(batch_shape, torch.Size(), validate_args=validate_args)
 
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        accuracy = self.accuracy.expand(batch_shape)
+        if "probs" in self.__dict__:
+            return DiscretisedReceiver(self.probs.expand(batch_shape + (self.num_bins,)), accuracy, self._validate_args)
+        log_probs = self.log_probs.expand(batch_shape + (self.num_bins,))
+        return DiscretisedReceiver.from_log_probs(log_probs, accuracy, validate_args=self._validate_args)
+
+    @lazy_property
+    def probs(self) -> torch.Tensor:
+        """Bin probabilities, shape ``batch_shape + (num_bins,)``."""
+        return self.log_probs.exp()
+
+    @lazy_property
+    def log_probs(self) -> torch.Tensor:
+        """Log bin probabilities, shape ``batch_shape + (num_bins,)``, ``-inf`` for an empty bin."""
+        # log(0) = -inf is right, but its derivative 1/0 times the zero weight it gets is NaN
+        # in the backward pass: take the log of the positive entries only
+        positive = self.probs > 0
+        return torch.where(positive, torch.where(positive, self.probs, 1.0).log(), -math.inf)
+
     @lazy_property
     def centres(self) -> torch.Tensor:
-        return bin_centres(self.num_bins, dtype=self.probs.dtype, device=self.probs.device)
+        weights = self.__dict__["log_probs"] if "log_probs" in self.__dict__ else self.probs
+        return bin_centres(self.num_bins, dtype=weights.dtype, device=weights.device)
 
     def components(self) -> NormalSender:
         """The mixture components: senders at every bin centre, batch shape ``batch_shape + (K,)``."""
@@ -327,15 +332,11 @@ class DiscretisedReceiver(BFNDistribution):
         if self._validate_args:
             self._validate_sample(value)
         component_log_prob = self.components().log_prob(value[..., None])
-        # log(0) = -inf is right for the value, but its derivative 1/0 times the zero weight
-        # logsumexp gives it is NaN: take the log of the positive entries only
-        positive = self.probs > 0
-        log_probs = torch.where(positive, torch.where(positive, self.probs, 1.0).log(), -math.inf)
-        return torch.logsumexp(log_probs + component_log_prob, dim=-1)
+        return torch.logsumexp(self.log_probs + component_log_prob, dim=-1)
 
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():
-            index = torch.distributions.Categorical(probs=self.probs).sample(sample_shape)
+            index = torch.distributions.Categorical(logits=self.log_probs).sample(sample_shape)
             centre = self.centres[index]
             return centre + torch.randn_like(centre) * self.accuracy.rsqrt()
 

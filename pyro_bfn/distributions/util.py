@@ -14,6 +14,8 @@ __all__ = [
     "check_class_index",
     "finite_nonnegative",
     "finite_positive",
+    "finite_real",
+    "finite_real_vector",
     "one_hot",
     "to_float_tensor",
     "validation_enabled_for",
@@ -108,5 +110,30 @@ class _FiniteNonnegative(torch.distributions.constraints.Constraint):
         return "FiniteNonnegative()"
 
 
+class _FiniteReal(torch.distributions.constraints.Constraint):
+    """Finite reals: torch's ``real`` accepts :math:`\\pm\\infty`, which gives NaN or infinite
+    densities for a location (a point mass, a discretised Normal, a softmax-normal)."""
+
+    def check(self, value):
+        return torch.isfinite(value)
+
+    def __repr__(self):
+        return "FiniteReal()"
+
+
+class _FiniteRealVector(_FiniteReal):
+    """Vectors of finite reals (``event_dim = 1``): logits, a softmax-normal's location."""
+
+    event_dim = 1
+
+    def check(self, value):
+        return torch.isfinite(value).all(-1)
+
+    def __repr__(self):
+        return "FiniteRealVector()"
+
+
 finite_positive = _FinitePositive()
 finite_nonnegative = _FiniteNonnegative()
+finite_real = _FiniteReal()
+finite_real_vector = _FiniteRealVector()
