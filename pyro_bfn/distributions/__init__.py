@@ -16,13 +16,11 @@ from .continuous import (
 from .discrete import (
     CategoricalInput,
     CategoricalOutput,
-    DiscreteFlow,
     DiscreteReceiver,
     DiscreteSender,
-    DiscreteUpdate,
-    SoftmaxNormal,
     sender_mean,
 )
+from .softmax_normal import DiscreteFlow, DiscreteUpdate, SoftmaxNormal
 from .discretised import DiscretisedOutput, DiscretisedReceiver, bin_centres, bin_index
 from .kl import continuous_time_kl_rate, kl_discrete_monte_carlo
 from .normal_expectations import QUADRATURE_NODES, expected_logaddexp_normal, expected_neg_logsumexp_affine

@@ -209,12 +209,15 @@ class NormalCdfSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, loc, scale, edges):
+        """The sum, shape ``loc.shape``; keeps ``loc``, ``scale``, ``edges`` for the backward."""
         ctx.save_for_backward(loc, scale, edges)
         return torch.special.ndtr((edges - loc[..., None]) / scale[..., None]).sum(-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
+        """The analytic gradients: :math:`-\\sum_j \\varphi(z_j)/\\sigma` for ``loc`` and
+        :math:`-\\sum_j z_j \\varphi(z_j)/\\sigma` for ``scale`` (none for ``edges``)."""
         loc, scale, edges = ctx.saved_tensors
         z = (edges - loc[..., None]) / scale[..., None]
         density = torch.exp((-0.5 * z * z).clamp(min=exp_floor(z.dtype)))
