@@ -205,6 +205,19 @@ class PointMassOutput(ParameterExpandMixin, dist.Delta):
     def mode(self):
         return self.x_hat
 
+    def log_prob(self, value):
+        """:math:`0` at :math:`\\hat x`, :math:`-\\infty` elsewhere; the value is validated
+        (Pyro's :class:`~pyro.distributions.Delta` does not check it)."""
+        if self._validate_args:
+            self._validate_sample(value)
+        return super().log_prob(value)
+
+    def sample(self, sample_shape=torch.Size()):
+        """:math:`\\hat x` expanded to ``sample_shape + batch_shape``, detached (``rsample``
+        keeps the gradient)."""
+        with torch.no_grad():
+            return self.rsample(sample_shape).detach()
+
     def receiver(self, accuracy):
         """The receiver distribution :math:`E_{p_O}[p_S(\\cdot \\mid x;\\, \\alpha)]`."""
         return NormalReceiver(self.x_hat, accuracy, validate_args=self._validate_args)

@@ -371,16 +371,6 @@ FIXTURES = (
         random=lambda p: PointMassOutput(p.real()),
         reference_log_prob=_point_mass_log_prob,
         invalid_parameters={"x_hat": (NAN,)},
-        xfail={
-            "test_log_prob_rejects_values_outside_the_support_or_of_a_wrong_shape": (
-                "PointMassOutput.log_prob does not validate its value: pyro's Delta.log_prob never "
-                "calls _validate_sample (NaN gives -inf, a wrong shape a RuntimeError)"
-            ),
-            "test_sample_carries_no_gradient": (
-                "PointMassOutput.sample carries gradients: pyro's Delta.rsample is x_hat.expand(...), "
-                "and a view of a leaf that requires grad requires grad even under torch.no_grad"
-            ),
-        },
     ),
     Fixture(
         DiscretisedOutput,
