@@ -30,7 +30,7 @@ from ..checks import check_integer
 from ..data_types import DiscreteData
 from ..distributions import CategoricalInput, NormalInput
 from .grid import TimeGrid
-from .loop import run_steps
+from .loop import receiver_draw, run_steps
 
 __all__ = ["Replacement", "SMCResult", "check_known", "smc_inpaint"]
 
@@ -140,7 +140,7 @@ def smc_inpaint(
         log_likelihood = receiver.log_prob(y_known)
         known_part = log_likelihood.masked_fill(~mask_p, 0.0).sum(data_dims).reshape(batch, num_particles)
         log_weights = log_weights + known_part.to(torch.float64)
-        y = data_type.sender(output.sample(), accuracy, validate_args=False).sample()
+        y = receiver_draw(data_type, output, accuracy)
         keep = mask_p[..., None] if isinstance(data_type, DiscreteData) else mask_p
         return torch.where(keep, y_known, y)
 

@@ -20,7 +20,18 @@ import torch
 
 from .grid import TimeGrid
 
-__all__ = ["StepsResult", "report_step", "run_steps"]
+__all__ = ["StepsResult", "receiver_draw", "report_step", "run_steps"]
+
+
+def receiver_draw(data_type, output, accuracy):
+    """A draw of :math:`y \\sim p_R(\\cdot \\mid \\theta;\\, t, \\alpha)`: :math:`k \\sim p_O`, then
+    :math:`y \\sim p_S(\\cdot \\mid k;\\, \\alpha)` (paper Sec. 2.5), shape of the sender's samples.
+
+    :param data_type: the BFN's data type (its sender).
+    :param output: the output distribution :math:`p_O(\\cdot \\mid \\theta;\\, t)`.
+    :param accuracy: :math:`\\alpha`, broadcastable to the data.
+    """
+    return data_type.sender(output.sample(), accuracy, validate_args=False).sample()
 
 
 class StepsResult(NamedTuple):

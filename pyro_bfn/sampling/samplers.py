@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..checks import check_integer
 from .grid import TimeGrid
-from .loop import run_steps
+from .loop import receiver_draw, run_steps
 from .registry import SampleResult, register_sampler
 
 __all__ = ["ancestral"]
@@ -44,10 +44,10 @@ def ancestral(
     check_integer("num_samples", num_samples)
     if device is None:
         device = next(bfn.parameters()).device
-    sender = bfn.data_type.sender
+    data_type = bfn.data_type
 
     def draw(step, output, accuracy):
-        return sender(output.sample(), accuracy, validate_args=False).sample()
+        return receiver_draw(data_type, output, accuracy)
 
     result = run_steps(bfn, grid, num_samples, draw, device=device, context=context, progress=progress, callback=callback,
         condition=condition,

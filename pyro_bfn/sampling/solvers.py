@@ -41,7 +41,7 @@ from ..checks import check_integer
 from ..data_types import DiscreteData
 from ..distributions import CategoricalInput, NormalInput
 from .grid import TimeGrid
-from .loop import report_step
+from .loop import receiver_draw, report_step
 from .registry import SampleResult, register_sampler
 
 __all__ = ["GaussianView", "ode1", "ode2", "sde2", "solve"]
@@ -157,7 +157,7 @@ def _solver_sampler(order, stochastic):
         prior = data_type.prior(shape, dtype=dtype, device=device)
         output = evaluate(prior, times[0])
         accuracy = grid.accuracy(data_type, torch.ones(num_samples, dtype=torch.long, device=device), shape, dtype)
-        input_distribution = prior.update(data_type.sender(output.sample(), accuracy, validate_args=False).sample(), accuracy)
+        input_distribution = prior.update(receiver_draw(data_type, output, accuracy), accuracy)
         if condition is not None:
             input_distribution = condition(input_distribution, times[1])
         report_step(1, n, times[1], input_distribution, output, progress, callback)
