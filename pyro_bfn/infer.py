@@ -37,6 +37,7 @@ all variables of an example, so they are not conditionally independent in the mo
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pyro
@@ -163,6 +164,16 @@ class BFNLikelihood(TorchDistribution):
       instance a label enumerated by ``TraceEnum_ELBO``, or ``expand`` by ``pyro.plate``), each
       example's time and flow draws are shared by all the contexts it is scored under, so that
       differences between contexts carry no flow noise.
+    * **MCMC needs** ``fixed_noise=True``. By default every call of :meth:`log_prob` makes new
+      draws, so the same value gets a different score each time: a Metropolis or HMC/NUTS
+      acceptance test compares two noisy numbers and rejects most proposals (and HMC's
+      gradients belong to no single energy; the tutorial's NUTS accepts 5% of its proposals).
+      With ``fixed_noise=True`` every call reseeds the random state with ``seed`` before its
+      draws (times or steps, flow noise) inside :func:`torch.random.fork_rng`, so ``log_prob``
+      is a deterministic, differentiable function of the value, the context and the network
+      (common random numbers: for a fixed seed it is the bound of one draw of the noise,
+      unbiased over seeds), and the global random state is left as it was. The draws are the
+      same for values of the same shape; a network with dropout must be in ``eval()`` mode.
 
     Shapes: ``event_shape = bfn.data_shape``; ``batch_shape`` is that of the context
     (labels ``(*batch,)``, vectors ``(*batch, D)``), ``()`` without one, or set by
@@ -180,6 +191,8 @@ class BFNLikelihood(TorchDistribution):
     :param int max_batch: evaluate the network on at most this many rows at a time (memory); the
         rows of several repeats of a small batch share one call up to this size. Default:
         ``max(N, 256)`` for ``N`` scored rows, i.e. one repeat per call for large batches.
+    :param bool fixed_noise: draw the bound's noise from ``seed`` at every call (see above).
+    :param int seed: the seed of ``fixed_noise=True`` (default 0); only with ``fixed_noise``.
     """
 
     arg_constraints = {}
@@ -196,6 +209,8 @@ class BFNLikelihood(TorchDistribution):
         batch_shape=None,
         stratified: bool = True,
         validate_args=None,
+        fixed_noise: bool = False,
+        seed: int | None = None,
     ):
         if not isinstance(bfn, BFN):
             raise TypeError(f"bfn must be a BFN, got {type(bfn).__name__}")
@@ -205,6 +220,10 @@ class BFNLikelihood(TorchDistribution):
         self.sample_steps = check_integer("sample_steps", sample_steps if sample_steps is not None else (n_steps or 100))
         self.max_batch = check_integer("max_batch", max_batch, allow_none=True)
         self.stratified = bool(stratified)
+        self.fixed_noise = bool(fixed_noise)
+        if seed is not None and not self.fixed_noise:
+            raise ValueError("seed is only used with fixed_noise=True")
+        self.seed = check_integer("seed", 0 if seed is None else seed, minimum=0) if self.fixed_noise else None
         if context is not None:
             if not isinstance(context, torch.Tensor):
                 raise ValueError(f"context must be a tensor or None, got {type(context).__name__}")
@@ -242,6 +261,8 @@ class BFNLikelihood(TorchDistribution):
             batch_shape=batch_shape,
             stratified=self.stratified,
             validate_args=self._validate_args,
+            fixed_noise=self.fixed_noise,
+            seed=self.seed,
         )
 
     def _flat_context(self, batch_shape, count: int):
@@ -295,9 +316,27 @@ class BFNLikelihood(TorchDistribution):
             totals.append(transmission + reconstruction)
         return torch.cat(totals)
 
+    @contextlib.contextmanager
+    def _noise(self, device: torch.device):
+        """The context of the bound's draws: nothing, or with ``fixed_noise`` the random state of
+        the CPU (and of ``device``) seeded from ``seed``, and restored on exit."""
+        if not self.fixed_noise:
+            yield
+            return
+        accelerator = device.type != "cpu"
+        devices, kind = ([device], device.type) if accelerator else ([], "cuda")
+        with torch.random.fork_rng(devices=devices, device_type=kind):
+            torch.random.default_generator.manual_seed(self.seed)
+            if accelerator:
+                module = getattr(torch, device.type)
+                with module.device(device):
+                    module.manual_seed(self.seed)
+            yield
+
     def log_prob(self, value):
         """:math:`-(L + L^r)`, a lower bound on :math:`\\ln p(x)` (see the class docstring),
-        averaged over ``num_repeats`` draws; shape ``broadcast(value_batch, batch_shape)``."""
+        averaged over ``num_repeats`` draws; shape ``broadcast(value_batch, batch_shape)``; with
+        ``fixed_noise``, the same draws at every call."""
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"value must be a tensor, got {type(value).__name__}")
         event_dims = len(self.event_shape)
@@ -324,11 +363,12 @@ class BFNLikelihood(TorchDistribution):
         group = max(1, min(repeats, self._rows_per_call(count) // max(count, 1)))
         offsets = torch.arange(group, device=value.device)
         total = 0.0
-        for first in range(0, repeats, group):
-            size = min(group, repeats - first)
-            x_group = x_unique.repeat((size,) + (1,) * event_dims)
-            index_group = (index[None, :] + unique * offsets[:size, None]).reshape(-1)
-            context_group = None if context is None else context.repeat((size,) + (1,) * (context.dim() - 1))
-            stratum = (first + offsets[:size]).repeat_interleave(unique) if self.stratified else 0
-            total = total + self._bound(x_group, index_group, context_group, stratum, strata).reshape(size, count).sum(0)
+        with self._noise(value.device):
+            for first in range(0, repeats, group):
+                size = min(group, repeats - first)
+                x_group = x_unique.repeat((size,) + (1,) * event_dims)
+                index_group = (index[None, :] + unique * offsets[:size, None]).reshape(-1)
+                context_group = None if context is None else context.repeat((size,) + (1,) * (context.dim() - 1))
+                stratum = (first + offsets[:size]).repeat_interleave(unique) if self.stratified else 0
+                total = total + self._bound(x_group, index_group, context_group, stratum, strata).reshape(size, count).sum(0)
         return -(total / repeats).reshape(batch_shape)

@@ -346,6 +346,72 @@ def test_enumerated_label_posterior_is_bayes_rule_on_the_bound():
     torch.testing.assert_close(marginal.probs.double(), expected, rtol=1e-6, atol=1e-9)
 
 
+# ----------------------------------------------------------------------------- fixed noise (MCMC)
+@pytest.mark.parametrize("name, n_steps", [("continuous", None), ("discrete_K4", 4)])
+def test_fixed_noise_log_prob_is_a_deterministic_function(name, n_steps):
+    """fixed_noise=True: the same scores at every call (also after expand, as under pyro.plate),
+    the global random state untouched, other seeds other draws; seed only with fixed_noise."""
+    data_type = DATA_TYPES[name]()
+    bfn = tiny_bfn(data_type)
+    x = example(data_type, batch=3)
+    likelihood = BFNLikelihood(bfn, n_steps=n_steps, num_repeats=2, fixed_noise=True)
+    state = torch.get_rng_state()
+    first = likelihood.log_prob(x)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(likelihood.log_prob(x), first)
+    assert torch.equal(likelihood.expand((3,)).log_prob(x), first)
+    assert torch.equal(BFNLikelihood(bfn, n_steps=n_steps, num_repeats=2, fixed_noise=True, seed=0).log_prob(x), first)
+    other = BFNLikelihood(bfn, n_steps=n_steps, num_repeats=2, fixed_noise=True, seed=1).log_prob(x)
+    assert (other != first).all()
+    random = BFNLikelihood(bfn, n_steps=n_steps, num_repeats=2)
+    assert not torch.equal(random.log_prob(x), random.log_prob(x))
+    with pytest.raises(ValueError, match="fixed_noise"):
+        BFNLikelihood(bfn, seed=3)
+    with pytest.raises(ValueError, match="seed"):
+        BFNLikelihood(bfn, fixed_noise=True, seed=-1)
+
+
+def test_fixed_noise_is_unbiased_over_seeds():
+    """One seed's score is one draw of the bound: the mean over S seeds matches the mean of S
+    independent random draws within Z standard errors (S = 200, both from seeded draws)."""
+    data_type = DATA_TYPES["continuous"]()
+    bfn = tiny_bfn(data_type)
+    x = example(data_type, batch=1)
+    seeds = 200
+    with torch.no_grad():
+        fixed = torch.cat([BFNLikelihood(bfn, fixed_noise=True, seed=s).log_prob(x) for s in range(seeds)])
+        torch.manual_seed(11)
+        random = BFNLikelihood(bfn).log_prob(x.expand((seeds,) + SHAPE))
+    tolerance = Z * math.hypot(fixed.std().item(), random.std().item()) / math.sqrt(seeds)
+    assert abs(fixed.mean().item() - random.mean().item()) < tolerance
+    assert fixed.unique().numel() == seeds  # every seed its own draw
+
+
+def test_fixed_noise_bound_is_differentiable_in_the_value_and_the_context():
+    """With fixed noise log_prob is a smooth deterministic function: its gradients in a
+    continuous value and in a float context pass torch.autograd.gradcheck (central finite
+    differences in float64; for the context with steps of 1e-2, as the MLP adds the context
+    embedding in float32, whose rounding, ~1e-8 in the bound, would swamp smaller steps), and the
+    network's gradients are finite and the same at every call."""
+    data_type = DATA_TYPES["continuous"]()
+    bfn = tiny_bfn(data_type, context_dim=2)
+    x = example(data_type, batch=2).requires_grad_()
+    context = torch.randn(2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+
+    def bound(value, vectors):
+        return BFNLikelihood(bfn, context=vectors, num_repeats=2, fixed_noise=True).log_prob(value)
+
+    assert torch.autograd.gradcheck(lambda value: bound(value, context.detach()), (x,), eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert torch.autograd.gradcheck(lambda vectors: bound(x.detach(), vectors), (context,), eps=1e-2, atol=2e-5, rtol=1e-3)
+    gradients = []
+    for _ in range(2):
+        bfn.zero_grad()
+        bound(x.detach(), context.detach()).sum().backward()
+        gradients.append(torch.cat([p.grad.reshape(-1) for p in bfn.parameters()]))
+    assert torch.isfinite(gradients[0]).all() and gradients[0].abs().sum() > 0
+    assert torch.equal(gradients[0], gradients[1])
+
+
 # ----------------------------------------------------------------------------- conditional BFNs
 @pytest.mark.parametrize("kind", ["labels", "vectors"])
 @pytest.mark.parametrize("backbone", ["mlp", "unet", "transformer"])

@@ -9,11 +9,13 @@ ln p(x):
    noise (independent pixels), with the switch enumerated exactly (``TraceEnum_ELBO``);
 3. learning through the likelihood: ``SVI`` with ``Trace_ELBO`` and an empty guide maximises
    the bound (the gradients reach the network through ``pyro.module``);
-4. sampling: ``BFNLikelihood.sample`` runs the BFN's n-step sampler.
+4. sampling: ``BFNLikelihood.sample`` runs the BFN's n-step sampler;
+5. MCMC through the bound: NUTS on the location of data whose noise density is a BFN (a 1-D
+   continuous-data BFN trained in a second), with ``fixed_noise=False`` and ``True``.
 
 Run::
 
-    python docs/examples/bfn_likelihood.py            # under a minute
+    python docs/examples/bfn_likelihood.py            # about a minute
     python docs/examples/bfn_likelihood.py --smoke    # seconds
 """
 
@@ -24,9 +26,14 @@ import argparse
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
+from pyro.distributions.transforms import AffineTransform
+from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 
+from pyro_bfn.bfn import BFN
+from pyro_bfn.data_types import ContinuousData
 from pyro_bfn.infer import BFNLikelihood
+from pyro_bfn.models import MLP
+from pyro_bfn.models.adapters import BackboneAdapter
 from pyro_bfn.zoo import build_bfn, get_dataset
 
 
@@ -36,6 +43,39 @@ def auroc(positive, negative) -> float:
     return ((difference > 0).double().mean() + 0.5 * (difference == 0).double().mean()).item()
 
 
+def skewed_noise(n: int, generator) -> torch.Tensor:
+    """``n`` draws, shape ``(n, 1)``, of a skewed mixture: 70% N(-0.2, 0.1^2), 30% N(0.4, 0.2^2)."""
+    first = torch.rand(n, 1, generator=generator) < 0.7
+    return torch.where(first, -0.2 + 0.1 * torch.randn(n, 1, generator=generator), 0.4 + 0.2 * torch.randn(n, 1, generator=generator))
+
+
+def train_noise_bfn(steps: int, generator) -> BFN:
+    """A continuous-data BFN of one variable (a small MLP) trained on :func:`skewed_noise`."""
+    data_type = ContinuousData(sigma_1=0.05)
+    features = data_type.num_input_features, data_type.num_output_features
+    mlp = MLP(*features, hidden=64, depth=2, time_embedding_dim=16)
+    bfn = BFN(data_type, BackboneAdapter(mlp, "flat", (1,), *features), (1,))
+    optimizer = torch.optim.Adam(bfn.parameters(), lr=3e-3)
+    for step in range(steps):
+        loss = bfn.loss(skewed_noise(256, generator), reconstruction=False).transmission.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return bfn.eval()
+
+
+def location_model(bfn, repeats: int, fixed_noise: bool):
+    """location ~ N(0, 1); y_j = location + noise_j, the noise's density the BFN's bound."""
+
+    def model(y):
+        location = pyro.sample("location", dist.Normal(0.0, 1.0))
+        with pyro.plate("observations", y.shape[0]):
+            noise = BFNLikelihood(bfn, num_repeats=repeats, fixed_noise=fixed_noise)
+            pyro.sample("y", dist.TransformedDistribution(noise, AffineTransform(location, 1.0, event_dim=1)), obs=y)
+
+    return model
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true")
@@ -43,11 +83,13 @@ def main(argv=None):
     parser.add_argument("--train-steps", type=int, default=800)
     parser.add_argument("--svi-steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--nuts-steps", type=int, default=100, help="NUTS warmup steps, and as many samples")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    noise_train_steps = 300
     if args.smoke:
-        args.train_steps, args.svi_steps, args.repeats = 20, 5, 2
+        args.train_steps, args.svi_steps, args.repeats, args.nuts_steps, noise_train_steps = 20, 5, 2, 10, 50
     torch.manual_seed(args.seed)
     pyro.set_rng_seed(args.seed)
     pyro.clear_param_store()
@@ -115,7 +157,34 @@ def main(argv=None):
     print("samples:")
     for lines in zip(*[["".join("#" if v else "." for v in line) for line in image] for image in samples[:, 0].tolist()]):
         print("   ".join(lines))
-    return dict(rectangles=rectangle_scores.mean().item(), noise=noise_scores.mean().item(), correct=correct)
+
+    # 5. NUTS on a latent location through the bound, without and with fixed noise
+    noise_bfn = train_noise_bfn(noise_train_steps, generator)
+    true_location = 0.3
+    y = true_location + skewed_noise(20, torch.Generator().manual_seed(3))
+    print(f"NUTS on a location, 20 observations, noise density a BFN ({args.nuts_steps} warmup steps, {args.nuts_steps} samples):")
+    acceptance = {}
+    for fixed_noise in (False, True):
+        pyro.set_rng_seed(args.seed)
+        mcmc = MCMC(NUTS(location_model(noise_bfn, 4, fixed_noise), max_tree_depth=4),
+                    num_samples=args.nuts_steps, warmup_steps=args.nuts_steps, disable_progbar=True)
+        mcmc.run(y)
+        acceptance[fixed_noise] = mcmc.diagnostics()["acceptance rate"]["chain 0"]
+        draws = mcmc.get_samples()["location"]
+        print(f"  fixed_noise={fixed_noise!s:5}: acceptance rate {acceptance[fixed_noise]:.2f}, "
+              f"location {draws.mean():.3f} +- {draws.std():.3f}")
+    # the posterior NUTS targets, on a grid: the fixed-noise bound (one call per location, so that
+    # every call has the shape of NUTS's and the same draws)
+    grid = torch.linspace(-0.5, 1.0, 61 if args.smoke else 301)
+    bound = BFNLikelihood(noise_bfn, num_repeats=4, fixed_noise=True)
+    with torch.no_grad():
+        log_density = torch.stack([dist.Normal(0.0, 1.0).log_prob(m) + bound.log_prob(y - m).sum() for m in grid])
+    weights = torch.softmax(log_density, 0)
+    mean = (weights * grid).sum()
+    print(f"  grid posterior of the fixed-noise bound: {mean:.3f} +- {(weights * (grid - mean) ** 2).sum().sqrt():.3f} "
+          f"(true location {true_location})")
+    return dict(rectangles=rectangle_scores.mean().item(), noise=noise_scores.mean().item(), correct=correct,
+                nuts_acceptance_random=acceptance[False], nuts_acceptance_fixed=acceptance[True])
 
 
 if __name__ == "__main__":

@@ -29,7 +29,14 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
-from .util import ParameterExpandMixin, finite_nonnegative, finite_positive, finite_real, to_float_tensor
+from .util import (
+    ParameterExpandMixin,
+    finite_nonnegative,
+    finite_positive,
+    finite_real,
+    to_float_tensor,
+    validation_enabled_for,
+)
 
 __all__ = [
     "NormalFlow",
@@ -82,16 +89,37 @@ class NormalInput(ParameterExpandMixin, dist.Normal):
     Conjugate to a Normal likelihood: :meth:`update` applies one Bayesian update and
     :meth:`conjugate_update` implements Pyro's contract.
 
+    Decentering: :class:`pyro.infer.reparam.LocScaleReparam` rebuilds the distribution as
+    ``type(fn)(loc=..., scale=..., **shape_params)``, the shape parameters being by default
+    every other entry of ``arg_constraints``, here ``precision``, which is the scale itself
+    (:math:`\\rho = \\sigma^{-2}`). Use it with ``LocScaleReparam(shape_params=())``; the default
+    ``LocScaleReparam()`` passes ``precision`` and ``scale`` together, which raises a
+    :class:`ValueError` saying so.
+
     :param torch.Tensor loc: means :math:`\\mu`, shape ``batch_shape``.
-    :param torch.Tensor precision: precisions :math:`\\rho > 0`, broadcastable with ``loc``.
+    :param torch.Tensor precision: precisions :math:`\\rho > 0`, broadcastable with ``loc``; or
+    :param torch.Tensor scale: (keyword only) standard deviations :math:`\\sigma = \\rho^{-1/2} > 0`
+        instead, the parametrisation of :class:`~pyro.distributions.Normal`.
     """
 
     arg_constraints = {"loc": constraints.real, "precision": finite_positive}
 
-    def __init__(self, loc, precision, validate_args=None):
-        loc, precision = _float_parameters([("loc", loc), ("precision", precision)], validate_args)
+    def __init__(self, loc, precision=None, validate_args=None, *, scale=None):
+        if (precision is None) == (scale is None):
+            raise ValueError(
+                "NormalInput takes exactly one of precision and scale (precision = scale^-2); "
+                "with pyro.infer.reparam.LocScaleReparam use shape_params=() so that it passes scale alone"
+            )
+        if scale is None:
+            loc, precision = _float_parameters([("loc", loc), ("precision", precision)], validate_args)
+            scale = precision.rsqrt()
+        else:
+            loc, scale = _float_parameters([("loc", loc), ("scale", scale)], validate_args)
+            if validation_enabled_for(validate_args) and not finite_positive.check(scale).all():
+                raise ValueError("scale must be finite and > 0")
+            precision = scale.pow(-2)
         self.precision = precision
-        super().__init__(loc, precision.rsqrt(), validate_args=validate_args)
+        super().__init__(loc, scale, validate_args=validate_args)
 
     @classmethod
     def prior(cls, shape=(), dtype=None, device=None):
@@ -200,6 +228,13 @@ class PointMassOutput(ParameterExpandMixin, dist.Delta):
         (x_hat,) = _float_parameters([("x_hat", x_hat)], validate_args)
         self.x_hat = x_hat
         super().__init__(x_hat, event_dim=0, validate_args=validate_args)
+
+    @classmethod
+    def infer_shapes(cls, x_hat=()):
+        """``(batch_shape, event_shape)`` for a prediction of shape ``x_hat``: ``(x_hat, ())``
+        (Pyro's :class:`~pyro.distributions.Delta`, whose event dimension is an argument,
+        cannot infer it)."""
+        return torch.Size(x_hat), torch.Size()
 
     @property
     def mode(self):

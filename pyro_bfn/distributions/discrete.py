@@ -35,6 +35,7 @@ from .util import (
     BFNDistribution,
     check_class_index,
     finite_positive,
+    infer_batch_shape,
     one_hot,
     to_float_tensor,
     validation_enabled_for,
@@ -204,6 +205,12 @@ class DiscreteSender(BFNDistribution):
         self.accuracy = accuracy.expand(batch_shape)
         super().__init__(batch_shape, torch.Size((self.num_classes,)), validate_args=validate_args)
 
+    @classmethod
+    def infer_shapes(cls, x=(), accuracy=(), num_classes=None):
+        """``(batch_shape, event_shape)`` from the shapes of ``x`` and ``accuracy`` and the
+        class count ``num_classes`` itself (an ``int``: it sets the event shape ``(K,)``)."""
+        return infer_batch_shape(x=x, accuracy=accuracy), torch.Size((_check_num_classes(num_classes),))
+
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
         return DiscreteSender(
@@ -283,6 +290,13 @@ class DiscreteReceiver(BFNDistribution):
 
     def _static_kwargs(self):
         return {"kl_samples": self.kl_samples}
+
+    @classmethod
+    def infer_shapes(cls, logits, accuracy=(), kl_samples=None):
+        """``(batch_shape, event_shape)`` from the shapes of ``logits`` (``batch + (K,)``) and
+        ``accuracy``: the event shape is ``(K,)``."""
+        batch_shape = infer_batch_shape({"logits": 1}, logits=logits, accuracy=accuracy)
+        return batch_shape, torch.Size(logits)[-1:]
 
     @lazy_property
     def probs(self) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch.distributions.utils import broadcast_all, lazy_property
 from ..checks import check_integer
 from .binned_normal import NormalCdfSum, log_bin_masses
 from .continuous import NormalSender
-from .util import BFNDistribution, finite_positive, finite_real, to_float_tensor
+from .util import BFNDistribution, finite_positive, finite_real, infer_batch_shape, to_float_tensor
 
 __all__ = ["DiscretisedOutput", "DiscretisedReceiver", "bin_centres", "bin_index"]
 
@@ -131,15 +131,31 @@ class DiscretisedOutput(BFNDistribution):
     underflow to 0; the receiver and the n-step KL use them. ``log_prob`` computes the mass of
     the given bin only, in float64.
 
+    ``DiscretisedOutput(logits=...)`` is the other parametrisation: any distribution over the
+    ``K`` bin centres, with log bin masses ``logits`` up to a constant (normalised on
+    construction, like :class:`~pyro.distributions.Categorical`). It is what Pyro's enumeration
+    builds, ``type(fn)(logits=...)``, for the posterior marginals of
+    :meth:`pyro.infer.TraceEnum_ELBO.compute_marginals` and the draws of
+    :meth:`~pyro.infer.TraceEnum_ELBO.sample_posterior`; it has no ``loc`` and ``scale``.
+
     :param torch.Tensor loc: :math:`\\mu_x` (finite), shape ``batch_shape``.
     :param torch.Tensor scale: :math:`\\sigma_x > 0`, broadcastable with ``loc``.
-    :param int num_bins: ``K >= 2``.
+    :param int num_bins: ``K >= 2`` (with ``logits``: optional, their last side).
+    :param torch.Tensor logits: (keyword only, instead of ``loc`` and ``scale``) unnormalised log
+        bin masses, shape ``batch_shape + (num_bins,)``.
     """
 
-    arg_constraints = {"loc": finite_real, "scale": finite_positive}
+    arg_constraints = {"loc": finite_real, "scale": finite_positive, "logits": constraints.real_vector}
+    _parameter_event_dims = {"logits": 1}
     has_enumerate_support = True
 
-    def __init__(self, loc, scale, num_bins: int, validate_args=None):
+    def __init__(self, loc=None, scale=None, num_bins: int | None = None, validate_args=None, *, logits=None):
+        self._from_logits = logits is not None
+        if self._from_logits:
+            self._init_from_logits(loc, scale, num_bins, logits, validate_args)
+            return
+        if loc is None or scale is None:
+            raise ValueError("DiscretisedOutput needs loc, scale and num_bins, or logits")
         self.num_bins = _check_num_bins(num_bins)
         like = loc if isinstance(loc, torch.Tensor) else None
         loc, scale = to_float_tensor(loc, "loc", like), to_float_tensor(scale, "scale", like)
@@ -151,8 +167,55 @@ class DiscretisedOutput(BFNDistribution):
             ) from error
         super().__init__(self.loc.shape, torch.Size(), validate_args=validate_args)
 
+    def _init_from_logits(self, loc, scale, num_bins, logits, validate_args):
+        if loc is not None or scale is not None:
+            raise ValueError("DiscretisedOutput takes loc and scale, or logits, not both")
+        logits = to_float_tensor(logits, "logits")
+        if logits.dim() < 1 or logits.shape[-1] < 2:
+            raise ValueError(f"logits must have a last dimension of at least 2 bins, got shape {tuple(logits.shape)}")
+        self.num_bins = logits.shape[-1]
+        if num_bins is not None and _check_num_bins(num_bins) != self.num_bins:
+            raise ValueError(f"num_bins = {num_bins} does not match the last side of logits, shape {tuple(logits.shape)}")
+        self.logits = self.log_probs = logits - logits.logsumexp(-1, keepdim=True)
+        super().__init__(logits.shape[:-1], torch.Size(), validate_args=validate_args)
+
+    @lazy_property
+    def loc(self) -> torch.Tensor:
+        """:math:`\\mu_x`, shape ``batch_shape`` (none when built from ``logits``: AttributeError)."""
+        raise AttributeError("a DiscretisedOutput built from logits has no loc and scale")
+
+    @lazy_property
+    def scale(self) -> torch.Tensor:
+        """:math:`\\sigma_x`, shape ``batch_shape`` (none when built from ``logits``: AttributeError)."""
+        raise AttributeError("a DiscretisedOutput built from logits has no loc and scale")
+
+    @lazy_property
+    def logits(self) -> torch.Tensor:
+        """Normalised log bin masses, shape ``batch_shape + (num_bins,)``: :attr:`log_probs`."""
+        return self.log_probs
+
+    @property
+    def _parameter(self) -> torch.Tensor:
+        """The tensor that sets the dtype and device: ``loc``, or ``logits``."""
+        return self.logits if self._from_logits else self.loc
+
     def _static_kwargs(self):
         return {"num_bins": self.num_bins}
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        if self._from_logits:
+            return DiscretisedOutput(logits=self.logits.expand(batch_shape + (self.num_bins,)), validate_args=self._validate_args)
+        loc, scale = self.loc.expand(batch_shape), self.scale.expand(batch_shape)
+        return DiscretisedOutput(loc, scale, self.num_bins, validate_args=self._validate_args)
+
+    @classmethod
+    def infer_shapes(cls, loc=(), scale=(), num_bins=None, logits=None):
+        """``(batch_shape, ())`` from the shapes of ``loc`` and ``scale``, or of ``logits``
+        (``batch_shape + (num_bins,)``); ``num_bins`` does not change the shapes."""
+        if logits is not None:
+            return infer_batch_shape({"logits": 1}, logits=logits), torch.Size()
+        return infer_batch_shape(loc=loc, scale=scale), torch.Size()
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
@@ -161,7 +224,7 @@ class DiscretisedOutput(BFNDistribution):
     @lazy_property
     def centres(self) -> torch.Tensor:
         """Bin centres, shape ``(num_bins,)``."""
-        return bin_centres(self.num_bins, dtype=self.loc.dtype, device=self.loc.device)
+        return bin_centres(self.num_bins, dtype=self._parameter.dtype, device=self._parameter.device)
 
     @lazy_property
     def log_probs(self) -> torch.Tensor:
@@ -185,7 +248,7 @@ class DiscretisedOutput(BFNDistribution):
         """Bin probabilities :math:`\\exp(` :attr:`log_probs` :math:`)` (0 below the dtype's
         smallest normal number), shape ``batch_shape + (num_bins,)``; they sum to one."""
         # below the smallest normal number: 0 (exp would take its slow path on them)
-        tiny = self.log_probs < math.log(torch.finfo(self.loc.dtype).tiny)
+        tiny = self.log_probs < math.log(torch.finfo(self._parameter.dtype).tiny)
         return torch.where(tiny, 0.0, torch.where(tiny, 0.0, self.log_probs).exp())
 
     def log_prob(self, value):
@@ -194,6 +257,9 @@ class DiscretisedOutput(BFNDistribution):
         if self._validate_args:
             self._validate_sample(value)
         index = bin_index(value, self.num_bins)
+        if self._from_logits:  # gather the bin's log-mass, as Categorical.log_prob does
+            index, log_probs = torch.broadcast_tensors(index[..., None], self.logits)
+            return log_probs.gather(-1, index[..., :1])[..., 0].to(torch.promote_types(self.logits.dtype, value.dtype))
         edges = _bin_edges(self.num_bins, torch.float64, value.device)
         loc, scale = self.loc.double(), self.scale.double()
         lower = torch.where(index == 0, -math.inf, (edges[index] - loc) / scale)
@@ -225,7 +291,10 @@ class DiscretisedOutput(BFNDistribution):
         :math:`K - 1` normal CDFs (:func:`torch.special.ndtr`, exact in absolute terms, which is
         what a sum of bounded terms needs; the relative accuracy of :attr:`log_probs` is not) with
         an analytic gradient (:class:`~pyro_bfn.distributions.binned_normal.NormalCdfSum`).
+        Built from ``logits``: :math:`\\sum_k p_O(k)\\, k_c`.
         """
+        if self._from_logits:
+            return (self.probs * self.centres).sum(-1)
         edges = _bin_edges(self.num_bins, self.loc.dtype, self.loc.device)[1:-1]
         loc, scale = torch.broadcast_tensors(self.loc, self.scale)
         below = NormalCdfSum.apply(loc, scale, edges)

@@ -27,6 +27,7 @@ from .util import (
     finite_nonnegative,
     finite_positive,
     finite_real_vector,
+    infer_batch_shape,
     to_float_tensor,
     validation_enabled_for,
 )
@@ -67,6 +68,12 @@ class SoftmaxNormal(BFNDistribution):
 
     def __init__(self, loc, scale, validate_args=None):
         self._init_softmax_normal(loc, scale, validate_args)
+
+    @classmethod
+    def infer_shapes(cls, loc, scale=()):
+        """``(batch_shape, event_shape)`` from the shapes of ``loc`` (``batch + (K,)``) and
+        ``scale``: the event shape is ``(K,)``."""
+        return infer_batch_shape({"loc": 1}, loc=loc, scale=scale), torch.Size(loc)[-1:]
 
     def _init_softmax_normal(self, loc, scale, validate_args):
         loc = to_float_tensor(loc, "loc")
@@ -132,11 +139,20 @@ class DiscreteUpdate(SoftmaxNormal):
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
         check_class_index(x, num_classes, check_range=validation_enabled_for(validate_args))
+        # a ValueError naming the arguments (before sender_mean's RuntimeError) when they do not broadcast
+        infer_batch_shape({"input_logits": 1}, input_logits=input_logits.shape, x=x.shape, accuracy=accuracy.shape)
         self.x = x
         self.accuracy = accuracy
         self.input_logits = input_logits
         loc = input_logits + sender_mean(x, accuracy, num_classes)
         self._init_softmax_normal(loc, (num_classes * accuracy).sqrt(), validate_args)
+
+    @classmethod
+    def infer_shapes(cls, input_logits, x=(), accuracy=()):
+        """``(batch_shape, event_shape)`` from the shapes of ``input_logits`` (``batch + (K,)``),
+        ``x`` and ``accuracy``: the event shape is ``(K,)``."""
+        batch_shape = infer_batch_shape({"input_logits": 1}, input_logits=input_logits, x=x, accuracy=accuracy)
+        return batch_shape, torch.Size(input_logits)[-1:]
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
@@ -174,6 +190,12 @@ class DiscreteFlow(SoftmaxNormal):
         batch_shape = _broadcast_batch(x, beta, ("x", "beta"))
         self.x, self.beta, self.num_classes = x.expand(batch_shape), beta.expand(batch_shape), num_classes
         self._init_softmax_normal(sender_mean(self.x, self.beta, num_classes), (num_classes * self.beta).sqrt(), validate_args)
+
+    @classmethod
+    def infer_shapes(cls, x=(), beta=(), num_classes=None):
+        """``(batch_shape, event_shape)`` from the shapes of ``x`` and ``beta`` and the class count
+        ``num_classes`` itself (an ``int``: it sets the event shape ``(K,)``)."""
+        return infer_batch_shape(x=x, beta=beta), torch.Size((_check_num_classes(num_classes),))
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)

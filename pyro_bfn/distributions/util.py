@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import TorchDistribution
+from pyro.distributions.util import broadcast_shape
 
 __all__ = [
     "BFNDistribution",
@@ -16,6 +17,7 @@ __all__ = [
     "finite_positive",
     "finite_real",
     "finite_real_vector",
+    "infer_batch_shape",
     "one_hot",
     "to_float_tensor",
     "validation_enabled_for",
@@ -45,6 +47,29 @@ def check_class_index(x: torch.Tensor, num_classes: int, name: str = "x", check_
         raise ValueError(f"{name} must hold integer class indices (an integer tensor), got dtype {x.dtype}")
     if check_range and not bool(((x >= 0) & (x < num_classes)).all()):
         raise ValueError(f"{name} must hold class indices in 0..{num_classes - 1}")
+
+
+def infer_batch_shape(event_dims: dict | None = None, **shapes) -> torch.Size:
+    """The batch shape of the named argument shapes (what an ``infer_shapes`` classmethod
+    returns first): their broadcast after dropping ``event_dims[name]`` rightmost sides of each
+    (default 0); a :class:`ValueError` naming the arguments when they do not broadcast or an
+    argument has fewer dimensions than its event part.
+
+    :param dict event_dims: argument name -> number of event dimensions (the ``K`` of logits: 1).
+    :param shapes: argument name -> its shape (a tuple or ``torch.Size``).
+    """
+    event_dims = event_dims or {}
+    batches = []
+    for name, shape in shapes.items():
+        shape, rank = torch.Size(shape), event_dims.get(name, 0)
+        if len(shape) < rank:
+            raise ValueError(f"{name} must have at least {rank} dimension(s), got shape {tuple(shape)}")
+        batches.append(shape[: len(shape) - rank])
+    try:
+        return torch.Size(broadcast_shape(*batches))
+    except ValueError as error:
+        listing = ", ".join(f"{name}: {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(f"argument shapes cannot be broadcast together ({listing})") from error
 
 
 def one_hot(x: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:

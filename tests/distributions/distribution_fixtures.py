@@ -186,7 +186,13 @@ def _centres(num_bins):
 
 def _discretised_output_log_pmf(p, value):
     """paper Sec. 4.3: the Normal mass of the value's bin, the outer bins taking the tails
-    (upper tail above the mean so that neither difference cancels)."""
+    (upper tail above the mean so that neither difference cancels); built from ``logits``: the
+    softmax of the logits at the value's bin."""
+    if "logits" in p:
+        num_bins = p["logits"].shape[-1]
+        index = np.clip(np.rint((value + 1) * num_bins / 2 - 0.5), 0, num_bins - 1).astype(int)
+        log_pmf = np.broadcast_to(special.log_softmax(p["logits"], -1), np.shape(index) + (num_bins,))
+        return np.take_along_axis(log_pmf, index[..., None], -1)[..., 0]
     num_bins, loc, scale = int(p["num_bins"]), p["loc"], p["scale"]
     index = np.clip(np.rint((value + 1) * num_bins / 2 - 0.5), 0, num_bins - 1)
     lower = np.where(index == 0, -np.inf, 2 * index / num_bins - 1)
@@ -377,10 +383,12 @@ FIXTURES = (
         examples=(
             {"loc": 0.2, "scale": 0.3, "num_bins": 16},
             {"loc": [[-0.8, 0.1, 0.95]], "scale": [[0.05], [0.6]], "num_bins": 5},
+            # the parametrisation of Pyro's enumeration (compute_marginals): bin logits
+            {"logits": [[0.5, -1.0, 2.0, 0.0, -3.0], [0.0, 0.0, 0.0, 0.0, 0.0]]},
         ),
         random=_discretised_output,
         reference_log_prob=_discretised_output_log_pmf,
-        invalid_parameters={"loc": (NAN,), "scale": POSITIVE_INVALID},
+        invalid_parameters={"loc": (NAN,), "scale": POSITIVE_INVALID, "logits": (NAN, INF)},
         outside_support=(_bin_outside,),
         static=("num_bins",),
     ),

@@ -1,7 +1,9 @@
 """Properties every BFN distribution has, run over every row of the fixture table
 (:mod:`distribution_fixtures`; ``conftest.py`` parametrizes ``row``): shapes, ``expand``,
-``support``, argument and value validation, ``log_prob`` against scipy, sample moments against
-``mean``/``variance``, ``has_rsample``, and ``pyro.sample`` under ``pyro.plate``.
+``infer_shapes``, ``support``, argument and value validation, ``log_prob`` against scipy, sample
+moments against ``mean``/``variance``, ``has_rsample``, ``pyro.sample`` under ``pyro.plate``,
+and, for the enumerable classes, Pyro's exact posteriors (``compute_marginals``,
+``infer_discrete``, ``sample_posterior``) against scipy.
 
 The family files (``test_continuous.py``, ``test_discretised.py``, ``test_discrete.py``) keep
 only what is specific to a family. Statistical checks use a fixed seed and ``K_SIGMA = 5``
@@ -22,9 +24,12 @@ import pyro
 import pytest
 import torch
 from distribution_fixtures import FIXTURES, RandomParameters
+import scipy.stats
 from hypothesis import given
 from hypothesis import strategies as st
 from pyro import poutine
+from pyro.infer import TraceEnum_ELBO, infer_discrete
+from scipy import special
 
 import pyro_bfn.distributions
 from strategies import batch_shapes, broadcastable_shapes, num_bins, sample_shapes
@@ -113,6 +118,30 @@ def test_expand_gives_the_broadcast_distribution(row, data, shape, k, seed, samp
         assert e.sample(sample_shape).shape == sample_shape + big + d.event_shape
         x = d.sample()
         torch.testing.assert_close(e.log_prob(x), d.log_prob(x).expand(big))
+
+
+@given(data=st.data())
+def test_infer_shapes_agrees_with_the_instance(row, data):
+    """``cls.infer_shapes(**shapes)`` (static arguments such as ``num_classes`` passed as
+    themselves) is the instance's ``(batch_shape, event_shape)`` for every example with random
+    leading dimensions added to each tensor argument, and raises ValueError exactly when the
+    constructor does (arguments that do not broadcast)."""
+    example = row.examples[data.draw(st.integers(0, len(row.examples) - 1))]
+    parameters, shapes = {}, {}
+    for name, value in row.parameters(example).items():
+        if name in row.static:
+            parameters[name] = shapes[name] = value
+            continue
+        value = torch.as_tensor(value)
+        value = value.expand(data.draw(batch_shapes(0, 2, 3), label=name) + value.shape)
+        parameters[name], shapes[name] = value, tuple(value.shape)
+    try:
+        d = row.cls(**parameters)
+    except ValueError:
+        with pytest.raises(ValueError):
+            row.cls.infer_shapes(**shapes)
+        return
+    assert row.cls.infer_shapes(**shapes) == (d.batch_shape, d.event_shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,3 +335,72 @@ def test_observed_under_nested_plates_matches_scipy(row):
     expected = row.reference_log_prob(row.numpy_parameters(example), data.numpy())
     np.testing.assert_allclose(site["log_prob"].numpy(), expected, rtol=row.rtol, atol=row.atol)
     np.testing.assert_allclose(site["log_prob_sum"].item(), expected.sum(), rtol=row.rtol, atol=row.atol)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact posteriors by enumeration (the enumerable classes)
+
+ENUMERATED_PARTICLES = 4000
+OBSERVATION_SCALE = 0.5
+
+
+def _enumerated_model(d, obs, particles=None):
+    """``z ~ d`` enumerated in parallel under one plate per batch dimension (and an outer plate
+    of ``particles`` draws), ``obs ~ N(value(z), 0.5^2)`` observed; the values are floats (bin
+    centres) or class indices, taken as numbers."""
+    shape = d.batch_shape
+    rank = len(shape)
+
+    def model():
+        with contextlib.ExitStack() as stack:
+            if particles:
+                stack.enter_context(pyro.plate("particles", particles, dim=-rank - 1))
+            for i, size in enumerate(shape):
+                stack.enter_context(pyro.plate(f"p{i}", size, dim=i - rank))
+            z = pyro.sample("z", d, infer={"enumerate": "parallel"})
+            pyro.sample("obs", pyro.distributions.Normal(z.to(torch.float64), OBSERVATION_SCALE), obs=obs)
+        return z
+
+    return model
+
+
+def test_enumeration_gives_the_exact_posterior(row):
+    """For ``z ~ d``, ``obs ~ N(z, 0.5^2)``: TraceEnum_ELBO.compute_marginals returns a ``row.cls``
+    (built by Pyro as ``cls(logits=...)``) whose masses are Bayes' rule with scipy's prior and
+    likelihood; infer_discrete at temperature 0 picks the posterior mode; infer_discrete and
+    sample_posterior draw with the posterior frequencies (``K_SIGMA`` binomial standard errors)."""
+    if not row.cls.has_enumerate_support:
+        pytest.skip("no enumerate_support")
+    for index, example in enumerate(row.examples):
+        d = row.make(example)
+        shape, rank = d.batch_shape, len(d.batch_shape)
+        values = d.enumerate_support()  # (K, *batch)
+        obs = torch.linspace(-1.3, 2.1, max(1, math.prod(shape)), dtype=torch.float64).reshape(shape)
+        log_joint = row.reference_log_prob(row.numpy_parameters(example), values.numpy()) + scipy.stats.norm.logpdf(
+            obs.numpy(), values.numpy().astype(float), OBSERVATION_SCALE
+        )
+        posterior = special.softmax(log_joint, axis=0)  # (K, *batch)
+        elbo = TraceEnum_ELBO(max_plate_nesting=rank + 1)
+        marginal = elbo.compute_marginals(_enumerated_model(d, obs), lambda: None)["z"]
+        assert type(marginal) is row.cls and marginal.batch_shape == shape
+        # atol: torch's Categorical clamps a zero probability to the dtype's eps (2e-16), which
+        # the likelihood ratio of this model (up to e^9) lifts to ~1e-12 in the posterior
+        np.testing.assert_allclose(marginal.log_prob(values).exp().numpy(), posterior, rtol=1e-9, atol=1e-10)
+        widened = marginal.expand((2,) + shape)
+        torch.testing.assert_close(widened.log_prob(values[:, None]), marginal.log_prob(values)[:, None].expand(widened.log_prob(values[:, None]).shape))
+        assert marginal.support.check(marginal.sample((5,))).all()
+        mode = poutine.trace(infer_discrete(_enumerated_model(d, obs), first_available_dim=-rank - 1, temperature=0))
+        expected_mode = np.take_along_axis(values.numpy(), posterior.argmax(0)[None], 0)[0]
+        np.testing.assert_array_equal(mode.get_trace().nodes["z"]["value"].numpy(), expected_mode)
+        n = ENUMERATED_PARTICLES
+        pyro.set_rng_seed(index)
+        model = _enumerated_model(d, obs, n)
+        draws = {
+            "infer_discrete": poutine.trace(infer_discrete(model, first_available_dim=-rank - 2)).get_trace().nodes["z"]["value"],
+            "sample_posterior": TraceEnum_ELBO(max_plate_nesting=rank + 1).sample_posterior(model, lambda: None),
+        }
+        for method, z in draws.items():
+            assert z.shape == (n,) + shape, method
+            frequencies = (z[None] == values[:, None]).double().mean(1).numpy()  # (K, *batch)
+            tolerance = K_SIGMA * np.sqrt(posterior * (1 - posterior) / n) + 1e-12
+            assert (np.abs(frequencies - posterior) <= tolerance).all(), method

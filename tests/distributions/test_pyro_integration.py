@@ -1,6 +1,8 @@
 """BFN distributions inside Pyro inference: enumeration, SVI with Trace_ELBO /
-TraceMeanField_ELBO / TraceEnum_ELBO, Pyro's conjugate-update contract and
-``pyro.infer.reparam.ConjugateReparam``. Every class under ``pyro.sample`` and ``pyro.plate``,
+TraceMeanField_ELBO / TraceEnum_ELBO, Pyro's conjugate-update contract,
+``pyro.infer.reparam.ConjugateReparam`` and ``LocScaleReparam``, and the alternative
+parametrisations Pyro's machinery builds (``NormalInput(scale=...)``,
+``DiscretisedOutput(logits=...)``). Every class under ``pyro.sample`` and ``pyro.plate``,
 with ``expand``, ``to_event`` and sample shapes, is in ``test_generic.py``.
 
 Oracles: scipy.stats for evidences and posteriors written from the paper's update formulas;
@@ -22,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO, config_enumerate
-from pyro.infer.reparam import ConjugateReparam
+from pyro.infer.reparam import ConjugateReparam, LocScaleReparam
 from pyro.optim import Adam
 from scipy import special
 
@@ -302,3 +304,93 @@ def test_categorical_input_posterior_by_enumeration_is_the_conjugate_update():
     np.testing.assert_allclose(log_normalizer.numpy() + special.logsumexp(y.numpy(), axis=-1) + shared, expected, rtol=1e-10)
     with pytest.raises(NotImplementedError):
         poutine.trace(poutine.reparam(model, {"x": ConjugateReparam(dist.Categorical(logits=y))})).get_trace()
+
+
+# ---------------------------------------------------------------------------------------------
+# LocScaleReparam, and the parametrisations Pyro's machinery builds
+
+
+@pytest.mark.parametrize("centered", [0.0, 0.3, None])
+def test_loc_scale_reparam_on_normal_input_keeps_the_distribution(centered):
+    """LocScaleReparam(centered, shape_params=()) decenters x ~ NormalInput(mu, rho) into
+    u ~ NormalInput(c mu, scale=sigma^c), x = mu + sigma^(1-c) (u - c mu): at the traced draw the
+    reparameterised model's log density minus ln|dx/du| is the plain model's (scipy), and the
+    draws of x have the law of the plain model (standardised residuals, Z standard errors)."""
+    pyro.clear_param_store()
+    n = 20_000
+    mu = torch.linspace(-2, 2, n, dtype=f64)
+    rho = torch.linspace(0.25, 16, n, dtype=f64)
+    y = torch.linspace(1, -1, n, dtype=f64)
+
+    def model():
+        with pyro.plate("data", n, dim=-1):
+            x = pyro.sample("x", NormalInput(mu, rho))
+            pyro.sample("y", dist.Normal(x, 1.0), obs=y)
+
+    reparam_model = poutine.reparam(model, {"x": LocScaleReparam(centered, shape_params=())})
+    torch.manual_seed(6)
+    trace = poutine.trace(reparam_model).get_trace()
+    trace.compute_log_prob()
+    decentered = trace.nodes["x_decentered"]
+    c = 0.5 if centered is None else centered  # Pyro's learnable centering starts at 0.5
+    assert type(decentered["fn"]) is NormalInput
+    sigma = rho.rsqrt()
+    torch.testing.assert_close(decentered["fn"].loc, c * mu, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(decentered["fn"].scale, sigma**c, rtol=1e-12, atol=0)
+    x = trace.nodes["x"]["value"].detach()  # (a function of the learnable centering when centered=None)
+    log_jacobian = ((1 - c) * sigma.log()).sum().item()  # dx/du = sigma^(1 - c)
+    plain = poutine.trace(poutine.condition(model, {"x": x})).get_trace()
+    expected = scipy.stats.norm.logpdf(x.numpy(), mu.numpy(), sigma.numpy()) + scipy.stats.norm.logpdf(y.numpy(), x.numpy(), 1.0)
+    assert plain.log_prob_sum().item() == pytest.approx(expected.sum(), rel=1e-10)
+    assert trace.log_prob_sum().item() - log_jacobian == pytest.approx(expected.sum(), rel=1e-10)
+    residual = ((x - mu) / sigma).numpy()
+    assert abs(residual.mean()) <= Z / math.sqrt(n)
+    assert abs(residual.var(ddof=1) - 1) <= Z * math.sqrt(2 / (n - 1))
+    pyro.clear_param_store()
+
+
+def test_normal_input_scale_parametrisation_and_the_default_loc_scale_reparam():
+    """NormalInput(loc, scale=s) is NormalInput(loc, s^-2); exactly one of precision and scale;
+    Pyro's default LocScaleReparam() passes both and gets a ValueError naming the fix."""
+    loc, scale = torch.tensor([0.3, -1.0], dtype=f64), torch.tensor([0.5, 2.0], dtype=f64)
+    by_scale, by_precision = NormalInput(loc, scale=scale), NormalInput(loc, scale.pow(-2))
+    value = torch.tensor([0.1, 0.7], dtype=f64)
+    torch.testing.assert_close(by_scale.log_prob(value), by_precision.log_prob(value), rtol=1e-14, atol=0)
+    torch.testing.assert_close(by_scale.precision, torch.tensor([4.0, 0.25], dtype=f64), rtol=1e-15, atol=0)
+    assert by_scale.scale is scale  # kept as given, not recomputed from the precision
+    assert NormalInput.infer_shapes(loc=(3, 1), scale=(2,)) == ((3, 2), ())
+    for kwargs, pattern in (({}, "exactly one"), ({"precision": 1.0, "scale": 1.0}, "exactly one"), ({"scale": 0.0}, "scale")):
+        with pytest.raises(ValueError, match=pattern):
+            NormalInput(loc, **kwargs)
+
+    def model():
+        pyro.sample("x", NormalInput(loc, scale=scale).to_event(1))
+
+    with pytest.raises(ValueError, match="shape_params"):
+        poutine.trace(poutine.reparam(model, {"x": LocScaleReparam(0.0)})).get_trace()
+
+
+def test_discretised_output_from_logits():
+    """DiscretisedOutput(logits=...) is the categorical over the bin centres with those log-masses
+    (what Pyro's enumeration builds); it takes loc and scale or logits, never both, and has no
+    loc and scale of its own."""
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.0, 0.0, 0.0, 0.0]], dtype=f64)
+    d = DiscretisedOutput(logits=logits)
+    assert d.num_bins == 4 and d.batch_shape == (2,) and d.event_shape == ()
+    np.testing.assert_allclose(d.probs.numpy(), special.softmax(logits.numpy(), -1), rtol=1e-14)
+    centres = np.array([-0.75, -0.25, 0.25, 0.75])
+    np.testing.assert_allclose(d.mean.numpy(), special.softmax(logits.numpy(), -1) @ centres, rtol=1e-14)
+    torch.testing.assert_close(d.log_prob(d.enumerate_support()).T, torch.log_softmax(logits, -1), rtol=1e-14, atol=0)
+    # from the bin masses of a (loc, scale) instance: the same distribution
+    reference = DiscretisedOutput(torch.tensor(0.2, dtype=f64), torch.tensor(0.4, dtype=f64), 4)
+    same = DiscretisedOutput(logits=reference.log_probs)
+    torch.testing.assert_close(same.log_prob(reference.centres), reference.log_prob(reference.centres), rtol=1e-12, atol=0)
+    assert same.mean.item() == pytest.approx(reference.mean.item(), rel=1e-12)
+    assert not hasattr(d, "loc") and not hasattr(d, "scale")
+    torch.testing.assert_close(reference.logits, reference.log_probs)
+    with pytest.raises(ValueError, match="not both"):
+        DiscretisedOutput(torch.tensor(0.0, dtype=f64), logits=logits)
+    with pytest.raises(ValueError, match="num_bins"):
+        DiscretisedOutput(logits=logits, num_bins=5)
+    with pytest.raises(ValueError, match="loc, scale and num_bins, or logits"):
+        DiscretisedOutput(num_bins=4)

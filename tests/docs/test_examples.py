@@ -40,3 +40,5 @@ def test_example_runs_in_smoke_mode(path, capsys):
         assert result["smoke"] and result["test_digits"] > 0
     if path.stem == "bfn_elbo":
         assert result["last_loss"] < result["first_loss"]
+    if path.stem == "bfn_likelihood":  # NUTS moves with fixed noise, and hardly without
+        assert result["nuts_acceptance_fixed"] >= 0.5 > result["nuts_acceptance_random"]
