@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ from .sampling.conditioning import Replacement, check_known, smc_inpaint
 from .sampling.gradient_guidance import GradientGuidance
 from .sampling.guidance import ClassifierFreeGuidance
 
-__all__ = ["BFN", "LossTerms", "NonFiniteNetworkOutput", "drop_context"]
+__all__ = ["BFN", "LossDraws", "LossTerms", "NonFiniteNetworkOutput", "drop_context"]
 
 
 class NonFiniteNetworkOutput(ValueError):
@@ -79,6 +80,39 @@ class LossTerms:
         if self.reconstruction is None:
             return self.transmission
         return self.transmission + self.reconstruction
+
+
+class LossDraws(NamedTuple):
+    """The random draws of a batch's transmission loss (:meth:`BFN.loss_draws`), so that the
+    loss of some of its rows can be computed with the draws of the whole batch.
+
+    Splitting a batch into shards (data-parallel processes, gradient accumulation) and
+    computing each shard's loss with ``draws.rows(shard)`` gives, row for row, the loss of the
+    whole batch: only the summation order of the batch mean changes.
+
+    :ivar torch.Tensor t: times, shape ``(B,)``: :math:`t \\sim U(0, 1)` for
+        :math:`L^\\infty`, :math:`t_{i-1} = (i-1)/n` for :math:`L^n`.
+    :ivar steps: the steps :math:`i \\in \\{1..n\\}` of :math:`L^n`, shape ``(B,)`` (int64);
+        ``None`` for :math:`L^\\infty`.
+    :ivar torch.Tensor flow_sample: :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` as the data
+        type's :meth:`~pyro_bfn.data_types.DataType.sample_flow` tensor, batch dimension first.
+    :ivar context: the context after classifier-free dropout, batch dimension first, or ``None``.
+    """
+
+    t: torch.Tensor
+    steps: torch.Tensor | None
+    flow_sample: torch.Tensor
+    context: torch.Tensor | None
+
+    @property
+    def batch_size(self) -> int:
+        return self.t.shape[0]
+
+    def rows(self, rows: slice) -> "LossDraws":
+        """The draws of the rows ``rows`` (a :class:`slice` of the batch)."""
+        if not isinstance(rows, slice):
+            raise TypeError(f"rows must be a slice of the batch, got {type(rows).__name__}")
+        return LossDraws(*(None if value is None else value[rows] for value in self))
 
 
 def _sum_data_dims(value: torch.Tensor) -> torch.Tensor:
@@ -246,7 +280,33 @@ class BFN(nn.Module):
         output = self.output_distribution(input_distribution, t, context)
         return -_sum_data_dims(self.data_type.reconstruction_distribution(output).log_prob(x))
 
-    def loss(self, x: torch.Tensor, n_steps: int | None = None, reconstruction: bool = True, context=None) -> LossTerms:
+    def loss_draws(self, x: torch.Tensor, n_steps: int | None = None, context=None, generator=None) -> LossDraws:
+        """The random draws of the transmission loss of the batch ``x`` (shape
+        ``(B, *data_shape)``; its values are checked by the loss): in training mode the classifier-free dropout of ``context``, then
+        the times (or steps) and the flow sample, in the order :meth:`loss` draws them.
+
+        :param int n_steps: ``None`` for :math:`L^\\infty`, else the steps of :math:`L^n`.
+        :param context: optional conditioning, labels ``(B,)`` or vectors ``(B, D)``.
+        :param torch.Generator generator: draw from this generator (on ``x``'s device type)
+            instead of torch's global one.
+        """
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0 or tuple(x.shape[1:]) != self.data_shape:
+            self.check_data(x)  # raises, naming the problem
+        check_integer("n_steps", n_steps, allow_none=True)
+        with _random_numbers_from(generator, x.device):
+            context = self._training_context(self.check_context(context, x.shape[0]))
+            steps = None
+            if n_steps is None:
+                t = draw_times(x.shape[0], device=x.device, dtype=self.dtype)
+            else:
+                grid = TimeGrid(n_steps)
+                steps = grid.draw_steps(x.shape[0], device=x.device)
+                t = grid.start_time(steps, self.dtype)
+            flow_sample = self.data_type.sample_flow(x, t, validate_args=False)
+        return LossDraws(t, steps, flow_sample, context)
+
+    def loss(self, x: torch.Tensor, n_steps: int | None = None, reconstruction: bool = True, context=None,
+             draws: LossDraws | None = None) -> LossTerms:
         """Loss terms for a batch ``x`` of shape ``(B, *data_shape)``.
 
         :param int n_steps: ``None`` for the continuous-time loss, else the n-step loss.
@@ -255,16 +315,37 @@ class BFN(nn.Module):
         :param context: optional conditioning, labels ``(B,)`` or vectors ``(B, D)``; in
             training mode each example's context is dropped to the null token with probability
             ``context_dropout``.
+        :param LossDraws draws: the transmission loss's random draws for these rows (from
+            :meth:`loss_draws`, possibly of a larger batch, then :meth:`LossDraws.rows`); they
+            hold the context, so ``context`` must then be ``None``. Drawn here when ``None``.
         """
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0 or tuple(x.shape[1:]) != self.data_shape:
-            self.check_data(x)  # raises, naming the problem (each loss below checks the values)
-        check_integer("n_steps", n_steps, allow_none=True)
-        context = self._training_context(self.check_context(context, x.shape[0]))
-        if n_steps is None:
-            transmission = self.continuous_time_loss(x, context=context)
+        if draws is None:
+            draws = self.loss_draws(x, n_steps, context)
         else:
-            transmission = self.discrete_time_loss(x, n_steps, context=context)
-        return LossTerms(transmission, self.reconstruction_loss(x, context=context) if reconstruction else None)
+            if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.data_shape:
+                self.check_data(x)  # raises, naming the problem (the loss below checks the values)
+            if context is not None:
+                raise ValueError("the context of a loss with given draws is the draws' (BFN.loss_draws); pass context=None")
+            if not isinstance(draws, LossDraws) or draws.batch_size != x.shape[0]:
+                raise ValueError(f"draws must be the LossDraws of the {x.shape[0]} rows of x "
+                                 f"(BFN.loss_draws, then .rows), got {type(draws).__name__}"
+                                 + (f" of {draws.batch_size} rows" if isinstance(draws, LossDraws) else ""))
+            if (draws.steps is None) != (n_steps is None):
+                raise ValueError(f"draws were made for the {'continuous-time' if draws.steps is None else 'n-step'} "
+                                 f"loss, but n_steps is {n_steps}")
+        input_distribution = self.data_type.input_distribution(draws.flow_sample, draws.t, validate_args=False)
+        if n_steps is None:
+            transmission = self.continuous_time_loss(x, draws.t, draws.context, input_distribution)
+        else:
+            transmission = self.discrete_time_loss(x, n_steps, draws.steps, draws.context, input_distribution)
+        return LossTerms(transmission, self.reconstruction_loss(x, context=draws.context) if reconstruction else None)
+
+    def forward(self, x: torch.Tensor, n_steps: int | None = None, reconstruction: bool = True, context=None,
+                draws: LossDraws | None = None) -> LossTerms:
+        """The loss terms (:meth:`loss`): calling the module computes them, so that a wrapper
+        that hooks the call, such as :class:`~torch.nn.parallel.DistributedDataParallel`,
+        sees the loss's forward pass."""
+        return self.loss(x, n_steps, reconstruction, context, draws)
 
     # ------------------------------------------------------------------ sampling
     def sample(

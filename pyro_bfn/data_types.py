@@ -86,9 +86,23 @@ class DataType:
         builds from data it has already checked."""
         raise NotImplementedError
 
-    def sample_input(self, x, t, validate_args=None):
-        """Draw :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` and return it as an input distribution."""
+    def sample_flow(self, x, t, validate_args=None) -> torch.Tensor:
+        """Draw :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` (paper Secs. 3.5, 5.5) as the
+        tensor that parametrises the input distribution at time ``t``: the mean :math:`\\mu`
+        (shape ``(B, *data_shape)``) for continuous and discretised data, the
+        log-probabilities :math:`\\ln\\theta` (shape ``(B, *data_shape, K)``) for discrete data.
+        Rows of the result can be taken (``flow_sample[rows]``) together with ``t[rows]``."""
         raise NotImplementedError
+
+    def input_distribution(self, flow_sample: torch.Tensor, t, validate_args=None):
+        """The input distribution at time ``t`` (shape ``(B,)``) whose parameters a
+        :meth:`sample_flow` draw ``flow_sample`` holds."""
+        raise NotImplementedError
+
+    def sample_input(self, x, t, validate_args=None):
+        """Draw :math:`\\theta \\sim p_F(\\cdot \\mid x;\\, t)` and return it as an input distribution
+        (:meth:`sample_flow`, then :meth:`input_distribution`)."""
+        return self.input_distribution(self.sample_flow(x, t, validate_args), t, validate_args)
 
     def network_features(self, input_distribution) -> torch.Tensor:
         """Network input, shape ``(B, *data_shape, num_input_features)``."""
@@ -141,9 +155,12 @@ class _NormalInputData(DataType):
     def flow(self, x, t, validate_args=None):
         return NormalFlow(x, per_example(self.schedule.beta(t).to(x.dtype), x), validate_args=validate_args)
 
-    def sample_input(self, x, t, validate_args=None):
-        flow = self.flow(x, t, validate_args)
-        return flow.input_distribution(flow.rsample())
+    def sample_flow(self, x, t, validate_args=None):
+        return self.flow(x, t, validate_args).rsample()
+
+    def input_distribution(self, flow_sample, t, validate_args=None):
+        # the flow's precision rho = 1 + beta(t) does not depend on x, so the flow of any x gives it
+        return self.flow(torch.zeros_like(flow_sample), t, validate_args).input_distribution(flow_sample)
 
     def network_features(self, input_distribution):
         return input_distribution.loc[..., None]
@@ -305,8 +322,11 @@ class DiscreteData(DataType):
         beta = per_example(self.schedule.beta(t), x)
         return DiscreteFlow(x, beta, self.num_classes, validate_args=validate_args)
 
-    def sample_input(self, x, t, validate_args=None):
-        return CategoricalInput.from_log_probs(self.flow(x, t, validate_args).rsample_logits(), validate_args=validate_args)
+    def sample_flow(self, x, t, validate_args=None):
+        return self.flow(x, t, validate_args).rsample_logits()
+
+    def input_distribution(self, flow_sample, t, validate_args=None):
+        return CategoricalInput.from_log_probs(flow_sample, validate_args=validate_args)
 
     def network_features(self, input_distribution):
         probs = input_distribution.probs

@@ -30,6 +30,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "mix_seed",
+    "remove_stale_temporaries",
     "restore_rng_states",
     "save_checkpoint",
     "seed_everything",
@@ -71,6 +72,25 @@ def save_checkpoint(state: dict, path) -> Path:
             pass
         raise
     return path
+
+
+def remove_stale_temporaries(path, log=None) -> list:
+    """Delete the temporary files an interrupted :func:`save_checkpoint` of ``path`` left
+    behind (``.NAME.tmp-PID``: a process killed before its rename); ``path`` itself is never
+    touched. ``log`` (a callable taking a line) reports each one. Returns the removed paths."""
+    path = Path(path)
+    removed = []
+    for temporary in sorted(path.parent.glob(f".{path.name}.tmp-*")):
+        if temporary.name == f".{path.name}.tmp-{os.getpid()}":
+            continue
+        try:
+            temporary.unlink()
+        except OSError:
+            continue
+        removed.append(temporary)
+        if log is not None:
+            log(f"removed {temporary}, a checkpoint write that was interrupted")
+    return removed
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -199,9 +219,10 @@ def fork_rng(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
-def capture_rng_states(data_generator: torch.Generator, device: torch.device) -> dict:
+def capture_rng_states(data_generator: torch.Generator, device: torch.device, draw_generator=None) -> dict:
     """The states of torch's (and, on a CUDA ``device``, CUDA's), numpy's and Python's global
-    generators and of ``data_generator``, as plain data and tensors."""
+    generators, of ``data_generator`` and (if given) of ``draw_generator``, as plain data and
+    tensors."""
     name, keys, position, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
     states = {
@@ -211,19 +232,32 @@ def capture_rng_states(data_generator: torch.Generator, device: torch.device) ->
         "python": {"version": version, "internal": list(internal), "gauss": gauss},
         "data": data_generator.get_state(),
     }
+    if draw_generator is not None:
+        states["draws"] = draw_generator.get_state()
     if torch.cuda.is_available() and device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        # this device's only: querying every visible GPU would create a context on each
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def restore_rng_states(states: dict, data_generator: torch.Generator, device: torch.device) -> None:
-    """Set the generators from what :func:`capture_rng_states` returned."""
+def restore_rng_states(states: dict, data_generator: torch.Generator, device: torch.device,
+                       draw_generator=None, shared_only: bool = False) -> None:
+    """Set the generators from what :func:`capture_rng_states` returned (a ``draw_generator``
+    only if the states hold one). With ``shared_only``, only ``data_generator`` and
+    ``draw_generator`` (the streams every rank of a data-parallel run shares)."""
+    data_generator.set_state(states["data"])
+    if draw_generator is not None and "draws" in states:
+        draw_generator.set_state(states["draws"])
+    if shared_only:
+        return
     torch.set_rng_state(states["torch"])
     numpy = states["numpy"]
     np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
                          numpy["has_gauss"], numpy["cached"]))
     python = states["python"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss"]))
-    data_generator.set_state(states["data"])
     if "cuda" in states and device.type == "cuda":
-        torch.cuda.set_rng_state_all(states["cuda"])
+        if isinstance(states["cuda"], (list, tuple)):  # written by an earlier version: every GPU's
+            torch.cuda.set_rng_state_all(states["cuda"])
+        else:
+            torch.cuda.set_rng_state(states["cuda"], device)

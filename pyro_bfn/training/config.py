@@ -65,10 +65,21 @@ class TrainConfig:
         dataset's default when ``None``.
     :ivar backbone_options: keyword overrides of the backbone configuration.
     :ivar data_type_options: keyword overrides of the data type, e.g. ``{"beta_1": 9.0}``.
-    :ivar batch_size: examples per update.
+    :ivar batch_size: examples per update, over all processes: the global batch. Each of the
+        ``W`` processes of a data-parallel run (``torchrun``) computes the loss of
+        ``batch_size / W`` of them, in ``accumulate`` micro-batches; the data order and the
+        loss's random draws depend on ``batch_size`` only, so the run is the same (up to
+        summation order) for any ``W`` and ``accumulate`` that divide it.
+    :ivar accumulate: micro-batches per update and process (gradient accumulation), to fit a
+        large ``batch_size`` in memory: each is ``batch_size / (W * accumulate)`` examples.
     :ivar lr: AdamW learning rate after warm-up.
     :ivar betas: AdamW betas.
     :ivar weight_decay: AdamW weight decay.
+    :ivar max_skipped_steps: with a gradient scaler (fp16 autocast on CUDA), an update whose
+        gradients are not finite is skipped (and counted in the ``skipped`` column of
+        ``train_log.csv``); this many consecutive skips stop the run as diverged (40: each
+        skip halves the scale, and 40 halvings take torch's initial 2**16 below fp16's
+        smallest number, 2**-24).
     :ivar grad_clip: maximum global gradient norm (``0`` disables clipping; the norm is still
         logged).
     :ivar ema_decay: decay of the exponential moving average of the weights; the decay used
@@ -126,10 +137,12 @@ class TrainConfig:
     backbone_options: dict = _key(factory=dict)
     data_type_options: dict = _key(factory=dict)
     batch_size: int = _key(64, minimum=1)
+    accumulate: int = _key(1, minimum=1)
     lr: float = _key(1e-4, rule=_POSITIVE)
     betas: tuple[float, float] = _key((0.9, 0.98), rule=_BETAS)
     weight_decay: float = _key(0.01, rule=_NON_NEGATIVE)
     grad_clip: float = _key(5.0, rule=_NON_NEGATIVE)
+    max_skipped_steps: int = _key(40, minimum=1)
     ema_decay: float = _key(0.9999, rule=_UNIT_INTERVAL)
     warmup_steps: int = _key(0, minimum=0)
     max_steps: int = _key(1000, minimum=1)

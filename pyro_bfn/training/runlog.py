@@ -29,7 +29,7 @@ import yaml
 
 __all__ = ["Progress", "RunLog", "TRAIN_LOG_FIELDS", "TqdmHandler", "VALID_LOG_FIELDS", "log_to_stderr", "save_samples"]
 
-TRAIN_LOG_FIELDS = ["step", "examples", "loss", "lr", "grad_norm", "ex_per_s", "wall"]
+TRAIN_LOG_FIELDS = ["step", "examples", "loss", "lr", "grad_norm", "ex_per_s", "wall", "skipped"]
 VALID_LOG_FIELDS = ["step", "examples", "valid_nats", "valid_stderr", "wall"]
 _CURVE_FIELDS = ["step", "loss (nats/example)", "valid bound (nats/example)", "grad_norm", "lr", "ex_per_s"]
 
@@ -88,12 +88,14 @@ class RunLog:
                 writer.writerows(rows)
 
     def train_row(self, step: int, examples: int, loss: float, lr: float, grad_norm: float, rate: float,
-                  wall: float) -> None:
+                  wall: float, skipped: int = 0) -> None:
         """Append a row to ``train_log.csv``: mean loss (nats/example) and gradient norm of the
-        steps since the last row, learning rate, examples/s, wall seconds."""
+        steps since the last row, learning rate, examples/s, wall seconds, and how many of
+        those updates the gradient scaler skipped (non-finite gradients)."""
         _append_csv(self.out_dir / "train_log.csv", TRAIN_LOG_FIELDS, {
             "step": step, "examples": examples, "loss": f"{loss:.4f}", "lr": f"{lr:.3e}",
             "grad_norm": f"{grad_norm:.4f}", "ex_per_s": f"{rate:.1f}", "wall": f"{wall:.1f}",
+            "skipped": skipped,
         })
         self._scalars("train", step, loss=loss, lr=lr, grad_norm=grad_norm, ex_per_s=rate)
 

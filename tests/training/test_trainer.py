@@ -34,7 +34,7 @@ def test_loss_falls(tmp_path, dataset, tiny_config, quiet):
     assert drop > 3 * stderr, (statistics.mean(first), statistics.mean(last), stderr)
     assert summary["step"] == 60 and summary["examples"] == 60 * 32
     log = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
-    assert log[0] == "step,examples,loss,lr,grad_norm,ex_per_s,wall" and len(log) == 1 + 60 // 5
+    assert log[0] == "step,examples,loss,lr,grad_norm,ex_per_s,wall,skipped" and len(log) == 1 + 60 // 5
     assert (tmp_path / "run" / "curves.png").is_file()
 
 
