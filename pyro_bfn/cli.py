@@ -7,6 +7,7 @@
                       [--repeats R] [--split test] [--json out.json]
     pyro-bfn sample --checkpoint runs/mnist_demo/checkpoint.pt --num 64 --n-steps 100 [--mode] --out grid.png
     pyro-bfn export --checkpoint runs/mnist_demo/checkpoint.pt --out pretrained/mnist_demo [--raw-weights]
+    pyro-bfn convert-official pretrained-BFNs/mnist_ema.pt --out pretrained/mnist_official
     pyro-bfn list
     pyro-bfn data build-corpus | fetch-fashion-mnist | check
 
@@ -117,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="directory for model.safetensors, config.json, README.md")
     export.add_argument("--raw-weights", action="store_true", help="export the raw instead of the EMA weights")
 
+    convert = commands.add_parser("convert-official", help="convert a checkpoint of the official implementation "
+                                  "(nnaisense/bayesian-flow-networks) into a pretrained directory")
+    convert.set_defaults(func=_convert_official)
+    convert.add_argument("checkpoint", metavar="CKPT", help="the official binarized-MNIST state dict, e.g. mnist_ema.pt "
+                         "of the Hugging Face Hub repository rupspace/pretrained-BFNs")
+    convert.add_argument("--out", required=True, help="directory for model.safetensors, config.json, README.md")
+    convert.add_argument("--backbone-options", metavar="JSON",
+                         help="overrides of unet_mnist_paper's options for an official network of other widths, "
+                              'e.g. \'{"base_width": 32}\'')
+
     commands.add_parser("list", help="list the named datasets and backbones").set_defaults(func=_list)
     add_data_parser(commands)
     return parser
@@ -133,7 +144,8 @@ def _train(args) -> int:
     config = TrainConfig.from_yaml(args.config, overrides)
     trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
     summary = trainer.train()
-    print(json.dumps(summary, indent=2))
+    if trainer.group.is_main:  # under torchrun, rank 0 reports
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -250,6 +262,22 @@ def _export(args) -> int:
     except PretrainedError as error:
         raise UsageError(str(error)) from None
     print(f"wrote {out} ({'raw' if args.raw_weights else 'EMA'} weights)")
+    return 0
+
+
+def _convert_official(args) -> int:
+    from .convert import export_official
+
+    options = None
+    if args.backbone_options is not None:
+        try:
+            options = json.loads(args.backbone_options)
+        except ValueError as error:
+            raise UsageError(f"--backbone-options is not JSON ({error})") from None
+        if not isinstance(options, dict):
+            raise UsageError(f"--backbone-options must be a JSON object, got {args.backbone_options!r}")
+    out = export_official(args.checkpoint, args.out, backbone_options=options)
+    print(f"wrote {out} (the weights of official checkpoint {args.checkpoint})")
     return 0
 
 

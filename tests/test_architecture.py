@@ -43,9 +43,10 @@ ALLOWED = {
         "plotting", "sampling", "schedules", "zoo",
     },
     "pretrained": {"bfn", "checks", "training", "zoo"},
+    "convert": {"bfn", "data_types", "models", "pretrained", "training", "zoo"},
     "cli": {
-        "bfn", "checks", "datasets", "evaluation", "models", "plotting", "pretrained", "sampling", "training", "zoo",
-        "text_codec", "__init__",
+        "bfn", "checks", "convert", "datasets", "evaluation", "models", "plotting", "pretrained", "sampling", "training",
+        "zoo", "text_codec", "__init__",
     },
     "__main__": {"cli"},
     "__init__": None,  # the top-level API re-exports from every room
