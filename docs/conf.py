@@ -153,7 +153,6 @@ def _generate_kl_accuracy() -> None:
     _write_if_changed(os.path.join(GENERATED, "kl_accuracy.inc"), text)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # The command line's own --help texts, captured at build time so that the training page always
 # shows the flags of the committed pyro_bfn/cli.py.
@@ -189,7 +188,6 @@ def _generate_cli_help() -> None:
         else:
             body = ".. note:: ``pyro-bfn {}`` is not available in this checkout.\n".format(" ".join(command))
         _write_if_changed(os.path.join(GENERATED, f"cli_{name}.inc"), body)
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,7 +231,6 @@ def _generate_demo_figures() -> None:
             )
         text = "\n".join(parts)
     _write_if_changed(os.path.join(GENERATED, "demo_figures.inc"), text)
-
 
 
 def _generate_demo_results() -> None:
@@ -293,7 +290,6 @@ def _generate_demo_results() -> None:
     for key, value in rows:
         lines += [f"   * - {key}", f"     - {value}"]
     _write_if_changed(os.path.join(GENERATED, "demo_results.inc"), "\n".join(lines) + "\n")
-
 
 
 # ---------------------------------------------------------------------------------------------
