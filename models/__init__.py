@@ -27,11 +27,13 @@ from .mlp import MLP
 from .registry import (
     BACKBONES,
     INPUT_LAYOUTS,
+    backbone_class,
     backbone_config,
     backbone_layout,
     build_backbone,
     build_backbone_adapter,
     list_backbones,
+    register_backbone,
 )
 from .transformer import Transformer
 from .unet import UNet
@@ -46,11 +48,13 @@ __all__ = [
     "SinusoidalTimeEmbedding",
     "Transformer",
     "UNet",
+    "backbone_class",
     "backbone_config",
     "backbone_layout",
     "build_backbone",
     "build_backbone_adapter",
     "list_backbones",
+    "register_backbone",
     "sinusoidal_embedding",
     "sinusoidal_positions",
 ]

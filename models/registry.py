@@ -53,11 +53,13 @@ __all__ = [
     "BACKBONES",
     "CONFIGS",
     "INPUT_LAYOUTS",
+    "backbone_class",
     "backbone_config",
     "backbone_layout",
     "build_backbone",
     "build_backbone_adapter",
     "list_backbones",
+    "register_backbone",
 ]
 
 #: backbone class -> the layout (:data:`~pyro_bfn.models.adapters.LAYOUTS`) of its input
@@ -132,6 +134,52 @@ def _factory(name: str) -> Callable[..., nn.Module]:
 
 #: name -> factory ``f(in_features_or_channels, out_features_or_channels, **overrides)``
 BACKBONES: Dict[str, Callable[..., nn.Module]] = {name: _factory(name) for name in CONFIGS}
+
+
+def register_backbone(name: str, cls: type, layout: str | None = None, overwrite: bool = False,
+                      **defaults: Any) -> None:
+    """Add a named backbone configuration, so that a training configuration
+    (``backbone: <name>``, ``backbone_options``) and :func:`build_backbone_adapter` build it.
+
+    The class is called as ``cls(in_features_or_channels, out_features_or_channels,
+    **defaults, **overrides)`` and its instances as ``backbone(h, t)`` (and ``(h, t,
+    context)`` when built with ``num_classes`` or ``context_dim``, for conditional training),
+    ``h`` in its layout.
+
+    :param str name: the new name.
+    :param type cls: an :class:`torch.nn.Module` subclass.
+    :param str layout: the layout it reads, ``"flat"`` ``(B, F)``, ``"image"``
+        ``(B, C, H, W)`` or ``"sequence"`` ``(B, L, F)``; the registered class's own for a
+        subclass of :class:`MLP`, :class:`UNet` or :class:`Transformer`.
+    :param bool overwrite: replace a configuration of the same name (otherwise an error).
+    :param defaults: the configuration's keyword arguments.
+    :raises ValueError: a taken name, a class that is not a module, or an unknown layout.
+    """
+    from .adapters import LAYOUTS
+
+    if name in CONFIGS and not overwrite:
+        raise ValueError(f"backbone {name!r} is already registered; pass overwrite=True to replace it")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"a backbone class must be a torch.nn.Module subclass, got {cls!r}")
+    if layout is None:
+        layout = next((known for base, known in INPUT_LAYOUTS.items() if issubclass(cls, base)), None)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout of backbone {name!r} must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    INPUT_LAYOUTS.setdefault(cls, layout)
+    if INPUT_LAYOUTS[cls] != layout:
+        raise ValueError(f"class {cls.__name__} is registered with layout {INPUT_LAYOUTS[cls]!r}, not {layout!r}")
+    CONFIGS[name] = (cls, dict(defaults))
+    BACKBONES[name] = _factory(name)
+
+
+def backbone_class(name: str) -> type:
+    """The class of a named configuration.
+
+    :param name: a name from :func:`list_backbones`.
+    """
+    if name not in CONFIGS:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
+    return CONFIGS[name][0]
 
 
 def list_backbones() -> List[str]:

@@ -12,7 +12,9 @@ The main names, importable from the package itself::
 * Pyro: :class:`~pyro_bfn.infer.BFNLikelihood`, :func:`~pyro_bfn.infer.bfn_model`,
   :func:`~pyro_bfn.infer.bfn_guide`;
 * named datasets and models: :func:`~pyro_bfn.zoo.build_bfn`, :func:`~pyro_bfn.zoo.get_dataset`,
-  :func:`~pyro_bfn.zoo.list_datasets`; training: :class:`~pyro_bfn.training.TrainConfig`,
+  :func:`~pyro_bfn.zoo.list_datasets`, :func:`~pyro_bfn.zoo.register_dataset`,
+  :func:`~pyro_bfn.models.register_backbone`; training: :func:`~pyro_bfn.training.train`
+  (also on the user's own tensors, files or DataLoaders), :class:`~pyro_bfn.training.TrainConfig`,
   :class:`~pyro_bfn.training.Trainer`, :func:`~pyro_bfn.training.load_model`; evaluation:
   :func:`~pyro_bfn.evaluation.evaluate_bound`; pretrained models:
   :func:`~pyro_bfn.pretrained.save_pretrained`, :func:`~pyro_bfn.pretrained.from_pretrained`;
@@ -27,24 +29,26 @@ from .bfn import BFN, LossTerms
 from .data_types import ContinuousData, DiscreteData, DiscretisedData
 from .evaluation import evaluate_bound
 from .infer import BFNLikelihood, bfn_guide, bfn_model
-from .models import NULL_LABEL
+from .models import NULL_LABEL, register_backbone
 from .pretrained import from_pretrained, save_pretrained
 from .sampling import get_sampler, list_samplers
 from .schedules import ContinuousSchedule, DiscreteSchedule
-from .training import TrainConfig, Trainer, load_model
-from .zoo import build_bfn, get_dataset, list_datasets
+from .training import TrainConfig, Trainer, TrainResult, load_model, train
+from .zoo import DatasetSpec, build_bfn, get_dataset, list_datasets, register_dataset
 
 __all__ = [
     "BFN",
     "BFNLikelihood",
     "ContinuousData",
     "ContinuousSchedule",
+    "DatasetSpec",
     "DiscreteData",
     "DiscreteSchedule",
     "DiscretisedData",
     "LossTerms",
     "NULL_LABEL",
     "TrainConfig",
+    "TrainResult",
     "Trainer",
     "__version__",
     "bfn_guide",
@@ -57,5 +61,8 @@ __all__ = [
     "list_datasets",
     "list_samplers",
     "load_model",
+    "register_backbone",
+    "register_dataset",
     "save_pretrained",
+    "train",
 ]

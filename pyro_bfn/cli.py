@@ -134,34 +134,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from .training import TrainConfig, Trainer
+    from .training import TrainConfig, train
 
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"device={args.device}")
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
-    config = TrainConfig.from_yaml(args.config, overrides)
-    trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
-    summary = trainer.train()
-    if trainer.group.is_main:  # under torchrun, rank 0 reports
-        print(json.dumps(summary, indent=2))
+    result = train(TrainConfig.from_yaml(args.config, overrides), resume=args.resume, overwrite=args.overwrite)
+    if result.rank == 0:  # under torchrun, rank 0 reports
+        print(json.dumps(result.summary, indent=2))
     return 0
 
 
 def _evaluate(args) -> int:
     from .evaluation import evaluate_bound
     from .training import load_model
-    from .zoo import get_dataset
+    from .user_data import load_dataset
 
     bfn, config, state = load_model(args.checkpoint, device=args.device, ema=not args.raw_weights,
                                      autocast=args.autocast)
-    spec = get_dataset(config.dataset)
+    spec, _ = load_dataset(config.dataset, config.data_options, config.data_type_options)
+    raw = spec.load(args.split)
+    if raw.shape[0] == 0:
+        raise UsageError(f"{config.dataset} has no {args.split} examples (data_options.valid_fraction of the run is 0: "
+                         "use --split train)")
+    context = spec.load_context(args.split) if spec.conditional else None
     n_steps = None if args.continuous or args.n_steps is None else args.n_steps
     with _finite_network(args.checkpoint):
         result = evaluate_bound(
             bfn, spec, split=args.split, n_steps=n_steps, repeats=args.repeats, batch_size=args.batch_size,
-            seed=args.seed, max_examples=args.max_examples, progress=sys.stderr.isatty(),
+            seed=args.seed, max_examples=args.max_examples, progress=sys.stderr.isatty(), raw=raw, context=context,
         )
     print(result.format())
     unit = "bits/char" if spec.modality == "text" else "bits/dim"
@@ -184,7 +187,7 @@ def _sample(args) -> int:
     import torch
 
     from .training import load_model, save_samples
-    from .zoo import get_dataset
+    from .user_data import model_spec
 
     out = Path(args.out)
     if out.suffix not in SAMPLE_FORMATS:
@@ -194,9 +197,10 @@ def _sample(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     bfn, config, _ = load_model(args.checkpoint, device=args.device, ema=not args.raw_weights, autocast=args.autocast)
-    spec = get_dataset(config.dataset)
-    if out.suffix in (".png", ".txt") and out.suffix != (".txt" if spec.modality == "text" else ".png"):
-        raise UsageError(f"{spec.modality} samples are written as {'.txt' if spec.modality == 'text' else '.png'}, "
+    spec = model_spec(config.dataset, config.data_options)
+    native = {"text": ".txt", "image": ".png"}.get(spec.modality)
+    if out.suffix in (".png", ".txt") and out.suffix != native:
+        raise UsageError(f"{spec.modality} samples are written as {native + ', ' if native else ''}"
                          f".pt or .npz, got {str(out)!r}")
     torch.manual_seed(args.seed)
     generator = torch.Generator(device=next(bfn.parameters()).device).manual_seed(args.seed)
@@ -314,8 +318,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see the module docstring; before torch loads
     from .datasets import DataIntegrityError
     from .training import CheckpointError, ConfigError, TrainingDivergedError, log_to_stderr
+    from .user_data import DataError
 
-    expected = (UsageError, ConfigError, CheckpointError, TrainingDivergedError, DataIntegrityError, FileNotFoundError)
+    expected = (UsageError, ConfigError, CheckpointError, TrainingDivergedError, DataIntegrityError, DataError,
+                FileNotFoundError)
     args = _parser().parse_args(argv)
     log_to_stderr()
     try:

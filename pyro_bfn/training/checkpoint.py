@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import zoo
+from .. import user_data, zoo
 from .config import RENAMED_KEYS, ConfigError, TrainConfig
 from .devices import resolve_autocast, resolve_device
 
@@ -147,27 +147,31 @@ def _load_failure(error: Exception) -> str:
 
 
 # ---------------------------------------------------------------------------- the model
-def build_model(config: TrainConfig, device, autocast_dtype):
+def build_model(config: TrainConfig, device, autocast_dtype, spec=None):
     """The (freshly initialized) BFN that ``config`` trains, on ``device``.
 
-    :param TrainConfig config: its dataset, backbone and options.
+    :param TrainConfig config: its dataset (and data options), backbone and options.
     :param device: a :class:`torch.device`.
     :param autocast_dtype: the network's autocast dtype, or ``None``.
+    :param spec: the dataset's :class:`~pyro_bfn.zoo.DatasetSpec` when loaded already;
+        rebuilt from the configuration (without reading data) when ``None``.
     :raises ConfigError: the options do not build a model (a value the data type or the
         backbone rejects, a backbone whose layout the dataset's examples do not have).
     """
     try:
+        spec = spec or user_data.model_spec(config.dataset, config.data_options)
         bfn = zoo.build_bfn(
-            config.dataset,
+            spec,
             config.backbone,
             data_type_options=config.data_type_options,
             backbone_options=config.backbone_options,
             autocast_dtype=autocast_dtype,
         )
     except (TypeError, ValueError) as error:
-        backbone = config.backbone or zoo.get_dataset(config.dataset).default_backbone
+        backbone = config.backbone or (spec.default_backbone if spec is not None else "its default")
         raise ConfigError(f"cannot build the model of {config.dataset} with backbone {backbone} "
                           f"from the configured options: {error}") from None
+    bfn.context_dropout = config.context_dropout
     return bfn.to(device)
 
 
@@ -182,6 +186,10 @@ def load_model(path, device="auto", ema: bool = True, autocast: str | None = Non
     :returns: ``(bfn, config, state)``.
     """
     state = load_checkpoint(path)
+    if state.get("model_source") == "python":
+        raise CheckpointError(f"the model of checkpoint {path} was given to the Trainer in Python, so its configuration "
+                              "does not rebuild it: build the same BFN and load torch.load(path)['ema'] (or 'model') "
+                              "into it with load_state_dict")
     try:
         config = TrainConfig.from_dict(dict(state["config"]))
     except ConfigError as error:

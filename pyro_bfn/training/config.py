@@ -21,9 +21,9 @@ from typing import Literal, Union
 
 import yaml
 
-from .. import zoo
+from .. import user_data
 from ..checks import check_integer
-from ..models import backbone_config, list_backbones
+from ..models import backbone_class, list_backbones
 
 __all__ = ["ConfigError", "RENAMED_KEYS", "TrainConfig", "apply_overrides"]
 
@@ -60,7 +60,18 @@ class TrainConfig:
     string, so numbers are also accepted as strings) and validates it; a bad value is a
     :class:`ConfigError` naming the key.
 
-    :ivar dataset: a name from :func:`pyro_bfn.zoo.list_datasets`.
+    :ivar dataset: a name from :func:`pyro_bfn.zoo.list_datasets`, the path of a ``.npz`` or
+        ``.pt`` file of the user's data, a ``package.module:function`` entry point returning
+        them, or ``in_memory`` (data given in Python to :func:`pyro_bfn.train`).
+    :ivar data_options: the data options (:mod:`pyro_bfn.user_data`): for the user's data its
+        ``type`` (``continuous``, ``discretised`` with ``num_bins``, ``discrete`` with
+        ``num_classes``), the arrays' names (``x``, ``labels`` or ``context``), ``shape``,
+        ``valid_fraction``; for a registered dataset with labels, ``labels: true``. Labels or
+        context make the run class-/context-conditional (the backbone gets ``num_classes`` or
+        ``context_dim``). The trainer fills in ``shape``, ``num_labels`` and ``context_dim``
+        from the data, so a checkpoint's configuration rebuilds the model without them.
+    :ivar context_dropout: the probability with which the loss replaces an example's label or
+        context by the null token (classifier-free guidance; :class:`~pyro_bfn.bfn.BFN`).
     :ivar backbone: a name from :func:`pyro_bfn.models.registry.list_backbones`; the
         dataset's default when ``None``.
     :ivar backbone_options: keyword overrides of the backbone configuration.
@@ -133,6 +144,8 @@ class TrainConfig:
     """
 
     dataset: str = "binarized_mnist"
+    data_options: dict = _key(factory=dict)
+    context_dropout: float = _key(0.0, rule=_UNIT_INTERVAL)
     backbone: str | None = None
     backbone_options: dict = _key(factory=dict)
     data_type_options: dict = _key(factory=dict)
@@ -169,7 +182,8 @@ class TrainConfig:
 
     #: keys that must agree between a checkpoint and the configuration that resumes it
     RESUME_KEYS = (
-        "dataset", "backbone", "backbone_options", "data_type_options", "batch_size", "seed", "loss",
+        "dataset", "data_options", "context_dropout", "backbone", "backbone_options", "data_type_options", "batch_size",
+        "seed", "loss",
     )
 
     def __post_init__(self):
@@ -238,20 +252,26 @@ class TrainConfig:
         hints = _type_hints()
         for spec in dataclasses.fields(self):
             setattr(self, spec.name, _field_value(spec, hints[spec.name], getattr(self, spec.name)))
-        if self.dataset not in zoo.list_datasets():
-            raise ConfigError(f"unknown dataset {self.dataset!r}; known: {', '.join(zoo.list_datasets())}")
+        try:
+            self.data_options = user_data.check_options(self.dataset, self.data_options)
+        except user_data.DataError as error:
+            raise ConfigError(str(error)) from None
         if self.backbone is not None and self.backbone not in list_backbones():
             raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(list_backbones())}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda[:index]; got {self.device!r}")
         if not self.out_dir:
             raise ConfigError("out_dir must be a directory path")
-        spec = zoo.get_dataset(self.dataset)
-        backbone = self.backbone or spec.default_backbone
+        if user_data.is_user_source(self.dataset):
+            make_data_type, default_backbone = user_data.make_data_type(self.data_options), "mlp_small"
+        else:
+            spec = user_data.model_spec(self.dataset)
+            make_data_type, default_backbone = spec.make_data_type, spec.default_backbone
+        backbone = self.backbone or default_backbone
         _check_options("backbone_options", self.backbone_options, _backbone_keywords(backbone),
                        f"backbone {backbone}")
-        _check_options("data_type_options", self.data_type_options, _data_type_keywords(spec, self.data_type_options),
-                       f"the data type of {self.dataset}")
+        _check_options("data_type_options", self.data_type_options,
+                       _data_type_keywords(make_data_type, self.data_type_options), f"the data type of {self.dataset}")
 
     @property
     def n_steps(self) -> int | None:
@@ -286,24 +306,21 @@ def _backbone_keywords(name: str) -> set | None:
     """The keyword options of a named backbone: its class's constructor parameters after the
     two that :func:`~pyro_bfn.models.build_backbone` fills (input and output features or
     channels); ``None`` when the class takes any keyword."""
-    from .. import models
-
-    backbone_class = getattr(models, backbone_config(name)["class"])  # MLP, UNet, Transformer
-    return _keywords(backbone_class, skip=2)
+    return _keywords(backbone_class(name), skip=2)
 
 
-def _data_type_keywords(spec, options: dict) -> set | None:
+def _data_type_keywords(make_data_type, options: dict) -> set | None:
     """The keyword options of a dataset's data type: the named parameters of its
     ``make_data_type`` and, where that forwards ``**options``, the optional parameters of the
     data type class it builds from those named ones (e.g. ``loss="continuous"`` picks
     :class:`~pyro_bfn.data_types.ContinuousData`; the required parameters, e.g.
     ``num_classes``, it fills itself); ``None`` when that class takes any keyword."""
-    named = {p.name for p in inspect.signature(spec.make_data_type).parameters.values()
+    named = {p.name for p in inspect.signature(make_data_type).parameters.values()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    if _keywords(spec.make_data_type) is not None:  # no **options forwarded
+    if _keywords(make_data_type) is not None:  # no **options forwarded
         return named
     try:
-        data_type = spec.make_data_type(**{key: value for key, value in options.items() if key in named})
+        data_type = make_data_type(**{key: value for key, value in options.items() if key in named})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"data_type_options: {error}") from None
     forwarded = _keywords(type(data_type), optional_only=True)

@@ -153,9 +153,10 @@ class RunLog:
 
 
 def save_samples(spec, samples: torch.Tensor, stem) -> Path:
-    """Write samples as an image grid (``stem.png``) or text lines (``stem.txt``).
+    """Write samples as an image grid (``stem.png``), text lines (``stem.txt``) or, for
+    examples of any other shape, a tensor (``stem.pt``).
 
-    :param spec: the :class:`~pyro_bfn.zoo.DatasetSpec` (its ``kind`` decides).
+    :param spec: the :class:`~pyro_bfn.zoo.DatasetSpec` (its ``modality`` decides).
     :param samples: shape ``(N, *data_shape)``.
     :param stem: path without suffix (a suffix, if given, is replaced).
     """
@@ -165,6 +166,10 @@ def save_samples(spec, samples: torch.Tensor, stem) -> Path:
     if spec.modality == "text":
         path = stem.with_suffix(".txt")
         save_text_samples(samples.reshape(samples.shape[0], -1), path)
+    elif spec.modality == "array":
+        path = stem.with_suffix(".pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(samples.detach().cpu(), path)
     else:
         path = stem.with_suffix(".png")
         save_image_grid(samples, path, scale=4, padding_value=0.15)

@@ -7,37 +7,33 @@ import contextlib
 import copy
 import logging
 import math
-import statistics
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 
-from .. import zoo
-from ..bfn import NonFiniteNetworkOutput
-from ..evaluation import evaluate_bound
+from .. import user_data
+from ..bfn import BFN, NonFiniteNetworkOutput
 from .budget import MaxSteps, TimeBudget
 from . import distributed
 from .checkpoint import (
-    CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
-    CHECKPOINT_VERSION,
     CheckpointError,
     build_model,
-    capture_rng_states,
-    fork_rng,
     load_checkpoint,
     mix_seed,
     remove_stale_temporaries,
-    restore_rng_states,
-    save_checkpoint,
     seed_everything,
 )
 from .config import ConfigError, TrainConfig
+from .data import TrainingData, given_data_config, in_memory, load_training_data, stream_data
 from .devices import resolve_autocast, resolve_device
 from .optim import ema_decay, make_optimizer, make_warmup_scheduler, update_ema
-from .runlog import Progress, RunLog, save_samples
+from .reports import Reports
+from .resume import CheckpointedState
+from .runlog import Progress, RunLog
 
 __all__ = ["Trainer", "TrainingDivergedError"]
 
@@ -79,8 +75,9 @@ class _Interval:
         self.start = now
 
 
-class Trainer:
-    """Trains a BFN as described by a :class:`~pyro_bfn.training.TrainConfig`.
+class Trainer(CheckpointedState, Reports):
+    """Trains a BFN as described by a :class:`~pyro_bfn.training.TrainConfig`, or a BFN and
+    data given in Python (:func:`pyro_bfn.train` is the one-call form).
 
     :param TrainConfig config: the run.
     :param bool resume: continue from ``out_dir/checkpoint.pt`` (model, EMA, optimizer,
@@ -95,15 +92,40 @@ class Trainer:
         (:class:`~pyro_bfn.training.TimeBudget` when ``time_budget_minutes`` is set).
     :param clock: callable returning seconds, for the wall time and the examples/s
         (:func:`time.perf_counter`).
+    :param BFN model: train this BFN (in place; its data type describes the data) instead
+        of the one the configuration builds; checkpoints then hold its weights, and a resumed
+        run needs the same model passed again.
+    :param data: the examples, instead of ``config.dataset`` (which becomes ``in_memory``):
+        a tensor or array ``(N, *data_shape)``, a map-style
+        :class:`~torch.utils.data.Dataset` of examples or ``(example, label)`` pairs, or an
+        iterable of batches (e.g. a :class:`~torch.utils.data.DataLoader`) of
+        ``batch_size`` examples; what resume restores for each is in
+        :mod:`pyro_bfn.training.data`. Without ``model``, ``config.data_options`` says its ``type``.
+    :param labels: class labels ``(N,)`` of tensor ``data`` (class-conditional training);
+    :param context: or float context vectors ``(N, D)``.
 
     >>> trainer = Trainer(TrainConfig(dataset="toy_binary", max_steps=5, out_dir="runs/doc"))  # doctest: +SKIP
     >>> summary = trainer.train()                                                                # doctest: +SKIP
     """
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False, log=None,
-                 stop_conditions=None, clock=time.perf_counter):
+                 stop_conditions=None, clock=time.perf_counter, *, model: BFN | None = None, data=None,
+                 labels=None, context=None):
         config.validate()
-        self.config = config
+        if model is not None and not isinstance(model, BFN):
+            raise ConfigError(f"model must be a pyro_bfn.BFN, got {type(model).__name__}")
+        try:
+            if data is not None:
+                config = given_data_config(config, model)
+            self.spec, options = load_training_data(config, data, labels, context, model)
+        except user_data.DataError as error:
+            raise ConfigError(str(error)) from None
+        if model is not None:
+            if tuple(model.data_shape) != self.spec.data_shape:
+                raise ConfigError(f"the model's data shape {tuple(model.data_shape)} is not that of the data "
+                                  f"{self.spec.data_shape}")
+            config = config.replace(context_dropout=model.context_dropout)
+        self.config = config = config.replace(data_options=options) if options != config.data_options else config
         self.out_dir = Path(config.out_dir)
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
         self.log = log or logger.info
@@ -135,16 +157,21 @@ class Trainer:
         if not self.group.is_main:
             self.log = lambda line: None  # rank 0 reports
         self.autocast_dtype, use_scaler = resolve_autocast(config.autocast, self.device)
-        self.spec = zoo.get_dataset(config.dataset)
-        self.train_raw = self.spec.load("train")  # raw integers (N, *data_shape), loaded once
-        if self.train_raw.shape[0] < config.batch_size:
-            raise ConfigError(
-                f"batch_size {config.batch_size} exceeds the {self.train_raw.shape[0]} training examples of {config.dataset}"
-            )
         self._valid_raw = None
 
         seed_everything(config.seed)
-        self.model = build_model(config, self.device, self.autocast_dtype)
+        self.model_source = "config" if model is None else "python"
+        if model is None:
+            self.model = build_model(config, self.device, self.autocast_dtype, self.spec)
+        else:
+            self.model = model.to(self.device)
+            self.model.autocast_dtype = self.autocast_dtype
+        try:
+            self.data: TrainingData = in_memory(self.spec, config.batch_size, config.seed) \
+                if data is None or isinstance(data, (torch.Tensor, np.ndarray)) \
+                else stream_data(data, self.model, self.spec, config.batch_size, config.seed)
+        except user_data.DataError as error:
+            raise ConfigError(str(error)) from None
         self.ema_model = copy.deepcopy(self.model).requires_grad_(False).eval()
         if config.compile:
             self.model.network.compile()  # nn.Module.compile: in place, parameter names unchanged
@@ -166,7 +193,6 @@ class Trainer:
         self.loss_history: list[float] = []  # losses of the steps run by this Trainer object
         self.session_rates: list[float] = []  # examples/s of this session's log rows
         self._last_checkpoint_step = None
-        self._epoch_cache = (None, None)
         if state is not None:
             self._restore(state)
         if self.group.is_main:
@@ -179,43 +205,58 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     @property
-    def batches_per_epoch(self) -> int:
-        return self.train_raw.shape[0] // self.config.batch_size
-
-    def batch_indices(self, step: int) -> torch.Tensor:
-        """Indices into the training split of the batch of update ``step`` (0-based):
-        epoch ``e = step // batches_per_epoch`` uses a permutation drawn from a generator
-        seeded by ``(seed, e)`` alone; incomplete final batches are dropped. Shape ``(batch_size,)``."""
-        epoch, position = divmod(step, self.batches_per_epoch)
-        cached_epoch, permutation = self._epoch_cache
-        if cached_epoch != epoch:
-            generator = torch.Generator().manual_seed(mix_seed(self.config.seed, 0, epoch))
-            permutation = torch.randperm(self.train_raw.shape[0], generator=generator)
-            self._epoch_cache = (epoch, permutation)
-        size = self.config.batch_size
-        return permutation[position * size : (position + 1) * size]
-
-    def batch(self, step: int) -> torch.Tensor:
-        """The prepared batch of update ``step`` (its preparation, e.g. MNIST's dynamic
-        binarization, draws from the data generator). Shape ``(batch_size, *data_shape)``."""
-        raw = self.train_raw[self.batch_indices(step)]
-        return self.spec.prepare(raw, self.data_generator).to(self.device)
+    def train_raw(self) -> torch.Tensor | None:
+        """The raw training examples held in memory (``None`` for a Dataset or an iterable)."""
+        return getattr(self.data, "raw", None)
 
     @property
-    def valid_raw(self) -> torch.Tensor:
+    def batches_per_epoch(self) -> int:
+        return self.data.order.batches_per_epoch
+
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """Indices into the training examples of the batch of update ``step`` (0-based):
+        epoch ``e = step // batches_per_epoch`` uses a permutation drawn from a generator
+        seeded by ``(seed, e)`` alone; incomplete final batches are dropped. Shape ``(batch_size,)``
+        (in-memory data and map-style Datasets; :mod:`pyro_bfn.training.data`)."""
+        return self.data.order.indices(step)
+
+    def batch(self, step: int) -> tuple:
+        """``(x, context)`` of update ``step``: the prepared batch (its preparation, e.g.
+        MNIST's dynamic binarization, draws from the data generator), shape
+        ``(batch_size, *data_shape)``, and its labels or context vectors (``None`` when
+        unconditional), on the trainer's device."""
+        try:
+            x, context = self.data.batch(step, self.data_generator)
+        except user_data.DataError as error:
+            raise ConfigError(str(error)) from None
+        return x.to(self.device), None if context is None else context.to(self.device)
+
+    @property
+    def valid_raw(self) -> tuple:
+        """``(examples, context)`` of the first ``eval_examples`` validation examples."""
         if self._valid_raw is None:
-            raw = self.spec.load("valid")
-            self._valid_raw = raw if self.config.eval_examples is None else raw[: self.config.eval_examples]
+            try:
+                raw = self.spec.load("valid")
+                context = self.spec.load_context("valid") if self.spec.conditional else None
+            except user_data.DataError as error:
+                raise ConfigError(f"cannot validate: {error}") from None
+            if raw.shape[0] == 0:
+                raise ConfigError(f"cannot validate: {self.config.dataset} has no validation examples "
+                                  "(set data_options.valid_fraction, or eval_interval: 0)")
+            count = self.config.eval_examples
+            self._valid_raw = (raw[:count], None if context is None else context[:count])
         return self._valid_raw
 
     # ------------------------------------------------------------------ one update
-    def train_step(self, x: torch.Tensor) -> tuple:
+    def train_step(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple:
         """One AdamW update on the global batch ``x`` (shape ``(batch_size, *data_shape)``, BFN
         data, the same on every rank): the loss's random draws are made for the whole batch
         (:meth:`~pyro_bfn.bfn.BFN.loss_draws`, shared generator), this rank's
         ``batch_size / W`` rows are split into ``accumulate`` micro-batches whose gradients
         add up (averaged over the ranks by DistributedDataParallel), so the update is the one of
-        the whole batch up to summation order.
+        the whole batch up to summation order. ``context``: the batch's labels ``(batch_size,)``
+        or vectors ``(batch_size, D)`` of a conditional run (classifier-free dropout applied
+        with the model's ``context_dropout``).
 
         :returns: ``(loss, grad_norm)`` as floats; the loss is the mean over the batch of
             :math:`L^\\infty` (or :math:`L^n`) in nats per example.
@@ -228,7 +269,7 @@ class Trainer:
         model = self.parallel_model or self.model
         model.train()
         step = self.step + 1
-        draws = self.model.loss_draws(x, n_steps=config.n_steps, generator=self.draw_generator)
+        draws = self.model.loss_draws(x, n_steps=config.n_steps, context=context, generator=self.draw_generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
         first = group.rank * (x.shape[0] // group.world_size)
@@ -282,132 +323,6 @@ class Trainer:
         where = (f"the last good checkpoint {self.checkpoint_path} (step {self._last_checkpoint_step}) was left intact"
                  if self._last_checkpoint_step is not None else "no checkpoint had been written yet")
         return f"training diverged at step {step}: {what}; stopped without saving this state; {where}"
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        """Everything needed to continue the run exactly (plain data and tensors); on every
-        rank of a data-parallel run (a collective: each rank's random states are gathered)."""
-        rng = capture_rng_states(self.data_generator, self.device, self.draw_generator)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "model": self.model.state_dict(),
-            "ema": self.ema_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "examples": self.examples,
-            "wall_seconds": self.wall_seconds,
-            "last_valid": self.last_valid,
-            "skipped_steps": self.skipped_steps,
-            "consecutive_skips": self.consecutive_skips,
-            "rng": rng,
-            "world_size": self.group.world_size,
-            "rank_rng": distributed.all_gather_objects(self.group, rng),
-            "config": self.config.to_dict(),
-            "torch_version": str(torch.__version__),
-        }
-
-    def save(self) -> Path:
-        """Write ``out_dir/checkpoint.pt`` atomically (rank 0; every rank takes part, then waits
-        for the file).
-
-        :raises CheckpointError: if it cannot be written (e.g. a full disk); the previous
-            checkpoint is then left as it was."""
-        state = self.state_dict()
-        if self.group.is_main:
-            try:
-                save_checkpoint(state, self.checkpoint_path)
-            except OSError as error:
-                kept = (f"the previous checkpoint (step {self._last_checkpoint_step}) was left intact"
-                        if self._last_checkpoint_step is not None else "no earlier checkpoint exists")
-                raise CheckpointError(f"cannot write the checkpoint {self.checkpoint_path} at step {self.step}: "
-                                      f"{error.strerror or error}; {kept}") from None
-        distributed.barrier(self.group)
-        self._last_checkpoint_step = self.step
-        return self.checkpoint_path
-
-    def _check_resumable(self, state: dict) -> None:
-        saved = state["config"]
-        current = self.config.to_dict()
-        differing = [key for key in TrainConfig.RESUME_KEYS if saved.get(key) != current.get(key)]
-        if differing:
-            details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, config {current.get(key)!r}" for key in differing)
-            raise ConfigError(f"cannot resume {self.checkpoint_path} with a different model or data order ({details})")
-
-    def _restore(self, state: dict) -> None:
-        try:
-            self.model.load_state_dict(state["model"])
-            self.ema_model.load_state_dict(state["ema"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:  # load_state_dict restores the saved
-                for key in ("fused", "foreach"):  # implementation flags: keep this run's choice
-                    if key in self.optimizer.defaults:
-                        group[key] = self.optimizer.defaults[key]
-            self.scheduler.load_state_dict(state["scheduler"])
-            if "scaler" in state and state["scaler"]:
-                self.scaler.load_state_dict(state["scaler"])
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise CheckpointError(f"checkpoint {self.checkpoint_path} does not match this model: {str(error).splitlines()[0]}") from None
-        self.step = int(state["step"])
-        self.examples = int(state["examples"])
-        self.wall_seconds = float(state.get("wall_seconds", 0.0))
-        self.last_valid = state.get("last_valid")
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        self.consecutive_skips = int(state.get("consecutive_skips", 0))
-        self._restore_rng(state)
-        self._last_checkpoint_step = self.step
-
-    def _restore_rng(self, state: dict) -> None:
-        """Each rank's random states. On as many processes as wrote the checkpoint, every
-        generator continues exactly. On another number, the shared streams (data order and
-        preparation, the loss's draws) continue exactly, and torch's, numpy's and Python's
-        global generators, which only draw inside the network (e.g. dropout), are restored for
-        the ranks the checkpoint has and seeded from ``(seed, rank, step)`` for the others."""
-        rank, saved_world = self.group.rank, int(state.get("world_size", 1))
-        rank_states = state.get("rank_rng") or [state["rng"]]
-        if rank < len(rank_states):
-            restore_rng_states(rank_states[rank], self.data_generator, self.device, self.draw_generator)
-        else:
-            restore_rng_states(state["rng"], self.data_generator, self.device, self.draw_generator, shared_only=True)
-            seed_everything(mix_seed(self.config.seed, 4, rank, self.step))
-        if saved_world != self.group.world_size:
-            self.log(f"resuming a run of {saved_world} processes on {self.group.world_size}: the data order and the "
-                     "loss's draws continue exactly; random numbers drawn inside the network do not")
-
-    # ------------------------------------------------------------------ evaluation, samples
-    def validate(self) -> dict:
-        """The continuous-time bound :math:`L^\\infty + L^r` of the EMA model on the first
-        ``eval_examples`` validation examples (seeded by the config seed, so the numbers of
-        different steps are comparable). Appends a row to ``valid_log.csv``."""
-        config = self.config
-        result = evaluate_bound(
-            self.ema_model, self.spec, split="valid", n_steps=None, repeats=config.eval_repeats,
-            batch_size=config.eval_batch_size, seed=config.seed, device=self.device, progress=False,
-            raw=self.valid_raw,
-        )
-        self.last_valid = {"step": self.step, "nats": result.nats, "stderr": result.nats_stderr,
-                           "bits_per_dim": result.bits_per_dim, "num_examples": result.num_examples}
-        self.run_log.valid_row(self.step, self.examples, result.nats, result.nats_stderr, self.wall_seconds)
-        return self.last_valid
-
-    @torch.no_grad()
-    def write_samples(self) -> Path:
-        """Draw ``sample_num`` samples from the EMA model with ``sample_steps`` steps (a
-        generator forked from the global one, seeded by ``seed``) and write
-        ``samples_<step>.png`` (images) or ``.txt`` (text)."""
-        config = self.config
-        with fork_rng(self.device):
-            torch.manual_seed(mix_seed(config.seed, 2))
-            samples = self.ema_model.sample(config.sample_num, config.sample_steps, device=self.device)
-        return save_samples(self.spec, samples, self.out_dir / f"samples_{self.step:07d}")
-
-    def plot_curves(self) -> Path | None:
-        """``curves.csv`` (loss, validation bound, gradient norm, learning rate, examples/s per
-        logged step) and its plot ``curves.png`` (:meth:`RunLog.write_curves
-        <pyro_bfn.training.runlog.RunLog.write_curves>`)."""
-        return self.run_log.write_curves()
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
@@ -472,9 +387,9 @@ class Trainer:
         return reason
 
     def _update(self) -> None:
-        x = self.batch(self.step)
+        x, context = self.batch(self.step)
         skipped = self.skipped_steps
-        loss, grad_norm = self.train_step(x)
+        loss, grad_norm = self.train_step(x, context)
         self._interval.skipped += self.skipped_steps - skipped
         self.step += 1
         self.examples += x.shape[0]
@@ -522,33 +437,3 @@ class Trainer:
         self.save()
         summary = self._final_report(stop_reason) if self.group.is_main else None
         return distributed.broadcast_object(self.group, summary)
-
-    def _final_report(self, stop_reason: str) -> dict:
-        if self.config.eval_interval:
-            self._validate_and_report()
-        sample_path = self.write_samples() if self.config.sample_interval else None
-        curves = self.plot_curves()
-        summary = {
-            "stopped_by": stop_reason,
-            "step": self.step,
-            "examples": self.examples,
-            "train_wall_seconds": round(self.wall_seconds, 1),
-            "examples_per_second": round(self.examples / self.wall_seconds, 1) if self.wall_seconds else None,
-            "median_logged_examples_per_second": round(statistics.median(self.session_rates), 1)
-            if self.session_rates else None,
-            "session_seconds": round(self.clock() - self._session_start, 1),
-            "num_parameters": self.num_parameters,
-            "autocast": str(self.autocast_dtype or "none"),
-            "threads": torch.get_num_threads(),
-            "processes": self.group.world_size,
-            "accumulate": self.config.accumulate,
-            "skipped_steps": self.skipped_steps,
-            "last_valid": self.last_valid,
-            "checkpoint": str(self.checkpoint_path),
-            "curves": None if curves is None else str(curves),
-            "samples": None if sample_path is None else str(sample_path),
-        }
-        self.run_log.write_summary(summary)
-        self.log(f"stopped by {stop_reason} at step {self.step} ({self.examples:,} examples, "
-                 f"{self.wall_seconds / 60:.1f} min of training, {summary['examples_per_second']} ex/s)")
-        return summary

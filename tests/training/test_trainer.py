@@ -44,7 +44,7 @@ def test_warmup_clip_and_ema(tmp_path, tiny_config, quiet):
     for step in range(4):
         lrs.append(trainer.optimizer.param_groups[0]["lr"])
         ema_before = [p.detach().clone() for p in trainer.ema_model.parameters()]
-        trainer.train_step(trainer.batch(step))
+        trainer.train_step(*trainer.batch(step))
         trainer.step += 1
         total = math.sqrt(sum(float(p.grad.square().sum()) for p in trainer.model.parameters()))
         assert total == pytest.approx(1e-3, rel=1e-4)  # clipped to grad_clip
