@@ -70,3 +70,24 @@ def test_a_backbone_whose_layout_does_not_fit_is_refused():
         build_bfn("toy_text", "unet_small")
     with pytest.raises(ValueError, match=r"backbone 'transformer_small' reads the 'sequence' layout"):
         build_bfn("toy_binary", "transformer_small")
+
+
+def test_register_dataset(monkeypatch):
+    from pyro_bfn import zoo
+
+    monkeypatch.setattr(zoo, "_REGISTRY", dict(zoo._REGISTRY))
+    spec = _spec(name="squares_test", data_shape=(1, 2, 2), modality="image",
+                 make_data_type=lambda beta_1=3.0: zoo.DiscreteData(2, beta_1),
+                 load=lambda split: torch.zeros(8, 1, 2, 2, dtype=torch.long), prepare=lambda raw, generator=None: raw)
+    assert zoo.register_dataset(spec) is spec and get_dataset("squares_test") is spec
+    assert "squares_test" in list_datasets()
+    assert build_bfn("squares_test", backbone_options={"hidden": 8, "depth": 1}).data_shape == (1, 2, 2)
+    with pytest.raises(ValueError, match="already registered; pass overwrite=True"):
+        zoo.register_dataset(spec)
+    zoo.register_dataset(spec, overwrite=True)
+    with pytest.raises(ValueError, match="reads as a file, an entry point or in_memory"):
+        zoo.register_dataset(dataclasses.replace(spec, name="squares.npz"))
+    with pytest.raises(ValueError, match="takes a DatasetSpec, got dict"):
+        zoo.register_dataset({"name": "x"})
+    with pytest.raises(ValueError, match="exactly one of num_labels, context_dim"):
+        dataclasses.replace(spec, conditional=True)

@@ -22,7 +22,8 @@ examples and their context of update ``step``):
 =================== ======================================================================
 
 An item of a Dataset or a batch of an iterable is a tensor of examples, or a pair
-``(examples, labels)`` (integers) / ``(examples, context)`` (floats); its values are checked
+``(examples, labels)`` (integers) / ``(examples, context)`` (floats); a list is an iterable
+of batches, a :class:`~torch.utils.data.Dataset` one of examples; its values are checked
 against the model's data type as it comes (:func:`pyro_bfn.user_data.as_data`).
 """
 
@@ -36,6 +37,7 @@ import torch
 
 from .. import user_data
 from ..data_types import ContinuousData, DiscreteData, DiscretisedData
+from ..models import ContextEmbedding
 from .checkpoint import mix_seed
 from .config import ConfigError
 
@@ -295,6 +297,8 @@ def load_training_data(config, data=None, labels=None, context=None, model=None)
     if item_context is not None:
         if item_context.is_floating_point():
             options.setdefault("context_dim", int(item_context.reshape(x.shape[0], -1).shape[1]))
+        elif options.get("num_labels") is None and model is not None:
+            options["num_labels"] = _model_num_labels(model)
         elif options.get("num_labels") is None:
             raise user_data.DataError("labels from a Dataset or an iterable need data_options.num_labels (the number of "
                                       "classes): they are not all read in advance")
@@ -303,10 +307,20 @@ def load_training_data(config, data=None, labels=None, context=None, model=None)
 
 
 def _is_map_style(data) -> bool:
-    from torch.utils.data import IterableDataset
+    """A map-style :class:`torch.utils.data.Dataset` (a list or any other iterable holds batches)."""
+    from torch.utils.data import Dataset, IterableDataset
 
-    return hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, IterableDataset) \
-        and not isinstance(data, torch.utils.data.DataLoader)
+    return isinstance(data, Dataset) and not isinstance(data, IterableDataset)
+
+
+def _model_num_labels(model) -> int:
+    """The number of classes a BFN's network embeds (its context embedding's ``num_classes``)."""
+    counts = {module.num_classes for module in model.modules()
+              if isinstance(module, ContextEmbedding) and module.num_classes}
+    if len(counts) != 1:
+        raise user_data.DataError("the data hold labels, but the model's network embeds no class labels (build it "
+                                  "with num_classes) or data_options.num_labels is needed")
+    return counts.pop()
 
 
 def _first_item(data):

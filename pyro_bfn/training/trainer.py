@@ -172,6 +172,8 @@ class Trainer(CheckpointedState, Reports):
                 else stream_data(data, self.model, self.spec, config.batch_size, config.seed)
         except user_data.DataError as error:
             raise ConfigError(str(error)) from None
+        if config.eval_interval and self.spec.source is not None:
+            self.valid_raw  # the user's data: no validation split is an error now, not at the first validation
         self.ema_model = copy.deepcopy(self.model).requires_grad_(False).eval()
         if config.compile:
             self.model.network.compile()  # nn.Module.compile: in place, parameter names unchanged
@@ -235,6 +237,10 @@ class Trainer(CheckpointedState, Reports):
     def valid_raw(self) -> tuple:
         """``(examples, context)`` of the first ``eval_examples`` validation examples."""
         if self._valid_raw is None:
+            if not hasattr(self.data, "raw"):
+                raise ConfigError("cannot validate a Dataset or an iterable given in Python (eval_interval > 0): give "
+                                  "tensors with data_options.valid_fraction, a file or a registered dataset, or "
+                                  "set eval_interval: 0 and evaluate with pyro_bfn.evaluate_bound")
             try:
                 raw = self.spec.load("valid")
                 context = self.spec.load_context("valid") if self.spec.conditional else None

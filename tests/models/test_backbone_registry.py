@@ -40,3 +40,50 @@ def test_a_shape_that_does_not_fit_the_layout_is_refused_before_building():
     with torch.device("meta"):
         with pytest.raises(ValueError, match=r"backbone 'transformer_text8_paper' reads the 'sequence' layout: .*got \(1, 28, 28\)"):
             build_backbone_adapter("transformer_text8_paper", (1, 28, 28), 1, 1)
+
+
+@pytest.fixture
+def private_registry(monkeypatch):
+    """The backbone registry's dicts replaced by copies, so that registrations do not leak."""
+    from pyro_bfn.models import registry
+
+    for name in ("CONFIGS", "BACKBONES", "INPUT_LAYOUTS"):
+        monkeypatch.setattr(registry, name, dict(getattr(registry, name)))
+    return registry
+
+
+class _Linear(torch.nn.Module):
+    """A flat backbone of the interface ``(h, t) -> out``."""
+
+    def __init__(self, in_features, out_features, scale=1.0):
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features + 1, out_features)
+        self.scale = scale
+
+    def forward(self, h, t):
+        return self.scale * self.linear(torch.cat([h, t[:, None]], dim=1))
+
+
+def test_register_backbone(private_registry):
+    from pyro_bfn.models import MLP, register_backbone
+
+    register_backbone("linear_test", _Linear, layout="flat", scale=0.5)
+    assert "linear_test" in private_registry.list_backbones()
+    assert private_registry.backbone_layout("linear_test") == "flat"
+    assert private_registry.backbone_class("linear_test") is _Linear
+    adapter = private_registry.build_backbone_adapter("linear_test", (2, 3), 2, 2)
+    assert adapter.backbone.scale == 0.5 and adapter(torch.zeros(4, 2, 3, 2), torch.rand(4)).shape == (4, 2, 3, 2)
+
+    class WideMLP(MLP):
+        pass
+
+    register_backbone("wide_mlp_test", WideMLP, hidden=16, depth=1)  # a subclass reads its base's layout
+    assert private_registry.backbone_layout("wide_mlp_test") == "flat"
+    with pytest.raises(ValueError, match="already registered; pass overwrite=True"):
+        register_backbone("linear_test", _Linear, layout="flat")
+    with pytest.raises(ValueError, match="layout of backbone 'other_test' must be one of flat, image, sequence"):
+        register_backbone("other_test", torch.nn.Identity)
+    with pytest.raises(ValueError, match="must be a torch.nn.Module subclass"):
+        register_backbone("other_test", object, layout="flat")
+    with pytest.raises(ValueError, match="registered with layout 'flat', not 'image'"):
+        register_backbone("other_test", _Linear, layout="image")
