@@ -2,9 +2,9 @@
 (``module:function``) or in-memory tensors, described by a few options
 (``TrainConfig.data_options``), checked once, and turned into a :class:`~pyro_bfn.zoo.DatasetSpec`.
 
-=================  ==========================================================================
+================== ==========================================================================
 option             meaning
-=================  ==========================================================================
+================== ==========================================================================
 ``type``           ``continuous`` (real numbers in [-1, 1]), ``discretised`` (``num_bins``
                    bins: integers ``0..K-1`` or the bin centres) or ``discrete``
                    (``num_classes`` classes: integers ``0..K-1``); required
@@ -23,7 +23,7 @@ option             meaning
 ``modality``       ``image`` (shape ``(C, H, W)``: grids of samples), ``text`` or ``array``
                    (any shape: samples saved as tensors); default ``image`` for a 3-axis shape
                    with 1 or 3 channels, else ``array``
-=================  ==========================================================================
+================== ==========================================================================
 
 A file holds the examples (and labels) in the form :meth:`~pyro_bfn.bfn.BFN.loss` takes,
 except that discretised data may also be given as integer bin indices. An entry point is a

@@ -22,7 +22,7 @@ def _load(path):
 
 
 def test_every_example_is_covered():
-    assert {p.stem for p in SCRIPTS} >= {"bfn_elbo", "bfn_likelihood", "distributions_in_pyro", "generative_classifier"}
+    assert {p.stem for p in SCRIPTS} >= {"bfn_elbo", "bfn_likelihood", "distributions_in_pyro", "generative_classifier", "own_data"}
 
 
 @pytest.mark.slow
@@ -40,5 +40,9 @@ def test_example_runs_in_smoke_mode(path, capsys):
         assert result["smoke"] and result["test_digits"] > 0
     if path.stem == "bfn_elbo":
         assert result["last_loss"] < result["first_loss"]
+    if path.stem == "own_data":  # trained on the .npz, saved, reloaded, sampled both classes
+        assert result["smoke"] and result["steps"] == 20 and 0 < result["valid_bits_per_pixel"] < 8
+        assert all(0 < result[f"sample_roundness_{name}"] <= 1 for name in ("square", "disc"))
+        assert result["data_roundness_disc"] > result["data_roundness_square"]
     if path.stem == "bfn_likelihood":  # NUTS moves with fixed noise, and hardly without
         assert result["nuts_acceptance_fixed"] >= 0.5 > result["nuts_acceptance_random"]
