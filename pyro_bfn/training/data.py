@@ -115,10 +115,11 @@ class TensorData(TrainingData):
 
 
 class _Checked:
-    """Splits an item or batch into examples and context and checks them against the model."""
+    """Splits an item or batch into examples and context and checks them against the model
+    and the dataset spec (labels in ``0..num_labels-1``, vectors of length ``context_dim``)."""
 
-    def __init__(self, model, conditional: bool, name: str):
-        self.model, self.conditional, self.name = model, conditional, name
+    def __init__(self, model, spec, name: str):
+        self.model, self.spec, self.name = model, spec, name
 
     def __call__(self, item, what: str) -> tuple:
         x, context = _split_item(item, what)
@@ -126,10 +127,25 @@ class _Checked:
             raise user_data.DataError(f"{what} has examples of shape {tuple(x.shape[1:])}, the model's data shape "
                                       f"is {tuple(self.model.data_shape)}")
         x = user_data.as_data(x, self.model.data_type, self.name)
-        if (context is not None) != self.conditional:
+        if (context is not None) != self.spec.conditional:
             raise user_data.DataError(f"{what} has {'a' if context is not None else 'no'} label or context, but the "
-                                      f"run is {'' if self.conditional else 'not '}conditional")
-        return x, context
+                                      f"run is {'' if self.spec.conditional else 'not '}conditional")
+        if context is None:
+            return x, None
+        if context.shape[0] != x.shape[0]:
+            raise user_data.DataError(f"{what} has {context.shape[0]} labels or context vectors for {x.shape[0]} examples")
+        if self.spec.num_labels is not None:
+            if context.is_floating_point() or context.dim() != 1:
+                raise user_data.DataError(f"the labels of {what} must be integers of shape (batch,), got dtype "
+                                          f"{context.dtype}, shape {tuple(context.shape)}")
+            if context.numel() and (context.min() < 0 or context.max() >= self.spec.num_labels):
+                raise user_data.DataError(f"the labels of {what} must lie in 0..{self.spec.num_labels - 1}, found "
+                                          f"{context.min().item()} to {context.max().item()}")
+            return x, context.long()
+        if not context.is_floating_point() or tuple(context.shape[1:]) != (self.spec.context_dim,):
+            raise user_data.DataError(f"the context of {what} must be float vectors of shape (batch, "
+                                      f"{self.spec.context_dim}), got dtype {context.dtype}, shape {tuple(context.shape)}")
+        return x, context.float()
 
 
 def _split_item(item, what: str) -> tuple:
@@ -340,7 +356,7 @@ def _first_item(data):
 
 def stream_data(data, model, spec, batch_size: int, seed: int) -> TrainingData:
     """The :class:`MapData` or :class:`StreamData` of a Dataset or an iterable given in Python."""
-    checked = _Checked(model, spec.conditional, "the data given in Python")
+    checked = _Checked(model, spec, "the data given in Python")
     if _is_map_style(data):
         return MapData(data, batch_size, seed, checked)
     return StreamData(data, batch_size, checked)

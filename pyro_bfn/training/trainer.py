@@ -369,7 +369,8 @@ class Trainer(CheckpointedState, Reports):
         parallel = (f"; {self.group.world_size} processes x {self.config.accumulate} micro-batches of "
                     f"{self.micro_batch_size}" if self.group.distributed or self.config.accumulate > 1 else "")
         self.log(
-            f"training {self.config.dataset} with {self.config.backbone or self.spec.default_backbone} "
+            f"training {self.config.dataset} with "
+            f"{'a BFN given in Python' if self.model_source == 'python' else self.config.backbone or self.spec.default_backbone} "
             f"({self.num_parameters:,} parameters) on {self.device}, autocast "
             f"{self.autocast_dtype or 'none'}, {torch.get_num_threads()} threads{parallel}; from step {self.step}; "
             + ", ".join(condition.describe() for condition in self.stop_conditions)

@@ -45,6 +45,8 @@ def test_training_on_a_tensor_reduces_the_loss(tmp_path):
     assert result.config.dataset == "in_memory" and result.config.data_options["shape"] == [1, 4, 4]
     assert not result.model.training and result.model is not result.raw_model
     assert result.model.sample(3, 5).shape == (3, 1, 4, 4)
+    loaded, _, _ = load_model(result.checkpoint, device="cpu")  # rebuilt from the resolved options
+    assert _equal_weights(loaded, result.model)
 
 
 def test_labels_make_a_class_conditional_model(tmp_path):
@@ -155,6 +157,9 @@ def test_a_bfn_is_trained_in_place_and_saved_as_pretrained(tmp_path):
     (lambda x, y: dict(data=[x[:48]], data_options=DISCRETE), "batches of 48 examples, batch_size is 32"),
     (lambda x, y: dict(data=TensorDataset(x, y), data_options=DISCRETE), "need data_options.num_labels"),
     (lambda x, y: dict(data=[(x[:32], y[:32])], data_options=DISCRETE), "need data_options.num_labels"),
+    (lambda x, y: dict(data=[(x[:32], y[:32] + 1)], data_options=dict(DISCRETE, num_labels=2)),
+     "labels of a batch of the iterable must lie in 0..1, found 1 to 2"),
+    (lambda x, y: dict(data=[(x[:32], y[:31])], data_options=dict(DISCRETE, num_labels=2)), "31 labels or context"),
     (lambda x, y: dict(data=TensorDataset(x), data_options=DISCRETE, eval_interval=2), "cannot validate a Dataset"),
     (lambda x, y: dict(data=x, dataset="toy_binary", data_options=DISCRETE), "data= .* or dataset=, not both"),
     (lambda x, y: dict(data=x, data_options=DISCRETE, max_step=3), "unknown configuration key.* max_step"),
@@ -204,3 +209,20 @@ def test_a_registered_dataset_and_backbone_train_by_name(tmp_path, monkeypatch):
     result = train(dataset="patterns_test", max_steps=3, out_dir=str(tmp_path / "run"), log=lambda line: None,
                    **values)
     assert result.model.network.backbone.net[0].out_features == 12
+
+
+def test_labels_of_a_registered_dataset(tmp_path, monkeypatch):
+    from pyro_bfn import zoo
+
+    monkeypatch.setattr(zoo, "_REGISTRY", dict(zoo._REGISTRY))
+    x, labels = _two_patterns()
+    pyro_bfn.register_dataset(zoo.DatasetSpec(
+        name="labelled_test", data_shape=(1, 4, 4), modality="image",
+        make_data_type=lambda beta_1=3.0: pyro_bfn.DiscreteData(2, beta_1), load=lambda split: x,
+        prepare=lambda raw, generator=None: raw, load_context=lambda split: labels, num_labels=2))
+    plain = train(dataset="labelled_test", max_steps=2, out_dir=str(tmp_path / "a"), **_quiet())
+    assert plain.model.network.backbone.context_embedding is None
+    conditional = train(dataset="labelled_test", data_options={"labels": True}, max_steps=2,
+                        out_dir=str(tmp_path / "b"), **_quiet())
+    assert conditional.model.network.backbone.context_embedding.num_classes == 2
+    assert conditional.model.build_recipe["data_options"] == {"labels": True}
