@@ -145,3 +145,19 @@ def test_every_example_script_has_a_page(conf, tmp_path):
     new.write_text("print(1)\n")
     with pytest.raises(ValueError, match="docstring"):
         conf["example_page"](str(new))
+
+
+def test_every_module_has_a_place_in_the_docs():
+    """Each module of the package is documented by an ``automodule`` on some page (the API
+    reference's room pages, or the narrative page of its room); a new module needs one."""
+    import pkgutil
+
+    import pyro_bfn
+
+    modules = {info.name for info in pkgutil.walk_packages(pyro_bfn.__path__, "pyro_bfn.")} | {"pyro_bfn"}
+    modules -= {"pyro_bfn.__main__"}
+    documented = set()
+    for path in glob.glob(str(DOCS / "**" / "*.rst"), recursive=True):
+        if "_build" not in path:
+            documented |= set(re.findall(r"^\.\. automodule:: (\S+)", Path(path).read_text(encoding="utf-8"), re.M))
+    assert not sorted(modules - documented), "modules on no page of docs/: " + ", ".join(sorted(modules - documented))
