@@ -101,7 +101,8 @@ def check_options(name: str, options: dict | None) -> dict:
         unknown = sorted(set(options) - {"labels"})
         if unknown or options.get("labels", False) not in (True, False):
             raise DataError(f"data_options: the registered dataset {name} takes only labels: true (class-conditional "
-                            f"training), got {options}")
+                            f"training), got {options}; for your own data, dataset is a .npz/.pt file, a "
+                            "module:function or in_memory (examples given in Python)")
         if options.get("labels") and spec.load_context is None:
             raise DataError(f"data_options: the registered dataset {name} has no labels")
         return options

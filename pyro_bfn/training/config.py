@@ -249,6 +249,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Convert every field to its type and check it (:class:`ConfigError` naming the key
         otherwise), then the values that depend on the registries and the device names."""
+        if hasattr(self.dataset, "shape"):  # a tensor or an array: the issue's first try
+            raise ConfigError(f"dataset must be a name, a .npz/.pt file or a module:function, got a "
+                              f"{type(self.dataset).__name__}; give examples in Python as data= of pyro_bfn.train "
+                              "or of Trainer")
         hints = _type_hints()
         for spec in dataclasses.fields(self):
             setattr(self, spec.name, _field_value(spec, hints[spec.name], getattr(self, spec.name)))

@@ -226,3 +226,10 @@ def test_labels_of_a_registered_dataset(tmp_path, monkeypatch):
                         out_dir=str(tmp_path / "b"), **_quiet())
     assert conditional.model.network.backbone.context_embedding.num_classes == 2
     assert conditional.model.build_recipe["data_options"] == {"labels": True}
+
+
+def test_a_tensor_as_dataset_points_to_data():
+    with pytest.raises(ConfigError, match="got a Tensor; give examples in Python as data= of pyro_bfn.train"):
+        TrainConfig(dataset=torch.zeros(3, 2))
+    with pytest.raises(ConfigError, match="for your own data, dataset is a .npz/.pt file"):
+        TrainConfig(data_options=DISCRETE)
