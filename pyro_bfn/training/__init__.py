@@ -2,7 +2,8 @@
 checkpoints.
 
 A run is described by a :class:`TrainConfig` (a YAML file plus ``key=value`` overrides) and
-carried out by a :class:`Trainer`, which writes into ``config.out_dir``:
+carried out by a :class:`Trainer` (:func:`train` in one call, also with a BFN and data given in
+Python), which writes into ``config.out_dir``:
 
 ==================== =====================================================================
 ``checkpoint.pt``    model, EMA, optimizer, scheduler, scaler, step, RNG states, config
@@ -11,7 +12,7 @@ carried out by a :class:`Trainer`, which writes into ``config.out_dir``:
 ``train_log.csv``    step, examples, loss, lr, grad_norm, ex_per_s, wall
 ``valid_log.csv``    step, examples, valid_nats, valid_stderr, wall (EMA weights)
 ``curves.csv/.png``  loss, validation bound, gradient norm, learning rate against the step
-``samples_*.png``    sample grids of the EMA model (``.txt`` for text)
+``samples_*.png``    sample grids of the EMA model (``.txt`` for text, ``.pt`` for arrays)
 ``summary.json``     steps, examples, wall time, mean examples/s, last validation bound
 ``tensorboard/``     with ``logger: tensorboard``: the logged scalars as TensorBoard events
 ==================== =====================================================================
@@ -26,7 +27,8 @@ the loss (times, flow samples) comes from torch's global generator and the
 preparation of raw batches (e.g. the dynamic binarization of MNIST) from a dedicated
 generator. Both, with numpy's and Python's generators, are saved in every checkpoint and
 restored on resume, so that on CPU a resumed run reproduces an uninterrupted one bit for bit.
-Validation and sampling draw from forked, separately seeded generators and so never
+That holds for in-memory data and map-style Datasets; an iterable of batches is fast-forwarded
+instead (:mod:`pyro_bfn.training.data` says when that is exact). Validation and sampling draw from forked, separately seeded generators and so never
 perturb the training stream.
 
 The package's modules, each one concern:
