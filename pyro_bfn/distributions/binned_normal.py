@@ -23,6 +23,7 @@ import torch
 __all__ = ["NormalCdfSum", "exp_floor", "log_bin_masses", "log_normal_tail"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_SQRT_2PI = math.sqrt(2 * math.pi)
 #: Where :func:`log_normal_tail` switches to its asymptotic series, and the number of its terms.
 _TAIL_SERIES = {torch.float64: (37.5, 7)}
 _TAIL_SERIES_DEFAULT = (12.0, 5)
@@ -219,9 +220,10 @@ _CDF_SUM_SCHEMES = {
     torch.float64: dict(window=8.5, spacing=0.5, em_terms=16, taylor=2.0, taylor_terms=11),
     torch.float32: dict(window=5.6, spacing=0.8, em_terms=8, taylor=2.0, taylor_terms=6),
 }
-#: Up to this many edges (``K <= 49``) the plain sum over all of them is cheaper than the schemes
-#: (``benchmarks/results/speed_discretised_mean.md``: they cost about as much as 50 CDFs a variable).
-_PLAIN_EDGES = 48
+#: Up to this many edges (``K <= 64``) the plain sum over all of them is as cheap as the schemes or
+#: cheaper (``benchmarks/results/speed_discretised_mean.md``: they cost about as much as 63 CDFs a
+#: variable).
+_PLAIN_EDGES = 63
 _EULER_MACLAURIN = _bernoulli_over_factorial(max(s["em_terms"] for s in _CDF_SUM_SCHEMES.values()))
 
 
@@ -263,20 +265,26 @@ def _cdf_sums(loc, scale, num_bins: int, gradient: bool) -> tuple:
 
     # ---- narrow: the M edges from j0 + 1 on, j0 the last edge below mu - W sigma (clamped into
     # range); the edges above the window each count 1 (other elements: finite, unused values).
-    # Few bins: all edges, for every element (j0 = 0), and nothing else
-    plain = K - 1 <= _PLAIN_EDGES
-    width = K - 1 if plain else min(K - 1, math.ceil(2 * scheme["window"] / scheme["spacing"]))
-    sigma = scale if plain else scale.clamp(max=spacing / scheme["spacing"])
-    start = ((loc - scheme["window"] * sigma + 1) / spacing).clamp(0, K - 1 - width).floor()
-    # the edges 2j/K - 1 as _bin_edges computes them (bit for bit: no cancellation in z)
-    index = start[..., None] + torch.arange(1, width + 1, dtype=loc.dtype, device=loc.device)
-    z = (2 * index / K - 1 - loc[..., None]) / sigma[..., None]
-    if gradient:
-        density = _density(z)
-        window = (density.sum(-1), (z * density).sum(-1))
+    # Few bins: all edges, for every element, and nothing else. The edges are 2j/K - 1 as
+    # _bin_edges computes them (bit for bit: the same z as the plain sum)
+    edges = 2 * torch.arange(K + 1, dtype=loc.dtype, device=loc.device) / K - 1
+    if K - 1 <= _PLAIN_EDGES:
+        z, count = (edges[1:-1] - loc[..., None]) / scale[..., None], None
     else:
-        window = (torch.special.ndtr(z).sum(-1) + (K - 1 - width - start),)
-    if plain:
+        width = min(K - 1, math.ceil(2 * scheme["window"] / scheme["spacing"]))
+        sigma = scale.clamp(max=spacing / scheme["spacing"])
+        start = ((loc - scheme["window"] * sigma + 1) / spacing).clamp(0, K - 1 - width).floor()
+        index = start.long()[..., None] + torch.arange(1, width + 1, device=loc.device)
+        z = (edges[index] - loc[..., None]) / sigma[..., None]
+        count = K - 1 - width - start
+    if gradient:
+        # phi floored at the smallest normal number (a subnormal is several times slower) and
+        # normalised after the sum
+        density = torch.exp((-0.5 * z * z).clamp(min=exp_floor(z.dtype)))
+        window = (density.sum(-1) * (1 / _SQRT_2PI), (z * density).sum(-1) * (1 / _SQRT_2PI))
+    else:
+        window = (torch.special.ndtr(z).sum(-1) + (0 if count is None else count),)
+    if count is None:
         return window
 
     # ---- wide: Euler-Maclaurin over the edges 0..K (z from a to b in steps of delta), and the
@@ -338,8 +346,8 @@ class NormalCdfSum(torch.autograd.Function):
     interior edges :math:`e_j = 2j/K - 1` of ``K`` equal bins on [-1, 1], for every element of
     ``loc`` and ``scale`` (same shape): ``NormalCdfSum.apply(loc, scale, num_bins)``. Exact in
     absolute terms (to a few :math:`\\epsilon K`, as the plain sum of :math:`K - 1` CDFs) with
-    :math:`O(1)` work per element instead of :math:`K - 1` CDFs. Up to ``K = 49`` it is that plain
-    sum (cheaper there); beyond, one of three schemes by the standardised spacing
+    :math:`O(1)` work per element instead of :math:`K - 1` CDFs. Up to ``K = 64`` it is that plain
+    sum (as cheap there); beyond, one of three schemes by the standardised spacing
     :math:`\\delta = 2/(K\\sigma)` (the constants per dtype in ``_CDF_SUM_SCHEMES``):
 
     * **narrow** (:math:`\\delta > \\delta_E`, 0.5 in float64, 0.8 in float32): only the

@@ -291,7 +291,7 @@ class DiscretisedOutput(BFNDistribution):
         a sum of :math:`K - 1` normal CDFs, exact in absolute terms (which is what a sum of bounded
         terms needs; the relative accuracy of :attr:`log_probs` is not), with an analytic gradient:
         :class:`~pyro_bfn.distributions.binned_normal.NormalCdfSum`, which does :math:`O(1)` work
-        per variable instead of :math:`K - 1` CDFs for :math:`K > 49` (only the edges within
+        per variable instead of :math:`K - 1` CDFs for :math:`K > 64` (only the edges within
         :math:`\\pm W\\sigma_x` of :math:`\\mu_x` plus a count when :math:`\\sigma_x` is narrow against the
         bins, Euler-Maclaurin or a Taylor series in closed form when it is wide).
         Built from ``logits``: :math:`\\sum_k p_O(k)\\, k_c`.
