@@ -1,12 +1,29 @@
-"""The cost and accuracy of the discrete n-step loss: the KL that ``BFN.discrete_time_loss``
-uses against the reference implementation's factorised estimate.
+"""The cost of the losses outside the backbone: the discrete n-step KL that
+``BFN.discrete_time_loss`` uses against the reference implementation's factorised estimate, and
+the discretised output's mean (the 256-bin continuous-time loss) by its current scheme against
+the full evaluation over all K - 1 edges.
 
-One command prints Markdown tables and writes ``benchmarks/results/speed_losses.md`` and
-``.json`` (raw numbers, command, seed, versions, CPU model and vector features, threads, load)::
+One command prints Markdown tables and writes ``benchmarks/results/speed_losses.md`` (the KL) and
+``benchmarks/results/speed_discretised_mean.md`` (the mean), each with a ``.json`` (raw numbers,
+command, seed, versions, CPU model and vector features, threads, load)::
 
-    python benchmarks/speed_losses.py                  # kl_k2 and kl_k27
+    python benchmarks/speed_losses.py                  # every configuration
+    python benchmarks/speed_losses.py --configs discretised_mean_k256 discretised_mean_k16
     python benchmarks/speed_losses.py --quick          # tiny shapes, a smoke test
     python benchmarks/speed_losses.py --render benchmarks/results/speed.json   # the KL rows of an older speed.json
+
+**The discretised mean** (``discretised_mean_*``): :class:`~pyro_bfn.distributions.binned_normal.NormalCdfSum`
+(a window of edges, Euler-Maclaurin or a Taylor series per variable, O(1) work) against
+:class:`FullCdfSum`, the evaluation it replaced (all K - 1 normal CDFs, the same analytic
+gradient; here only, as the baseline), swapped into ``DiscretisedOutput.mean`` in turns: the
+two are timed in alternation in one process (the mean forward, forward + backward, and the
+whole flow + output + continuous-time loss + backward with the network replaced by a stored
+output, as in ``speed.py``), at every thread count of ``--mean-threads``. The stored output is
+the network's (mu_eps, ln sigma_eps) drawn N(0, 1) and N(0, 0.5^2) at t ~ U(0, 1), so that the
+batch mixes the regimes as training does (the fractions are in the table); the largest
+difference between the two on it, of the mean and of its gradient, is reported too. On a shared
+machine every parallel region of a multi-threaded op waits for a descheduled thread: the
+``parallel op`` column times one 351k-float multiply at that moment to show it.
 
 The KL registered for (``DiscreteSender``, ``DiscreteReceiver``) (the joint K-dimensional
 receiver of the paper, Sec. 6: quadrature for K = 2, an unbiased 16-sample Monte Carlo estimate
@@ -46,6 +63,11 @@ CONFIGS = {
     # tiny configurations for --quick and the smoke test
     "tiny_kl_k2": dict(kind="kl", num_classes=2, beta_1=9.0, shape=(2, 64), label="tiny (2, 64)"),
     "tiny_kl_k27": dict(kind="kl", num_classes=27, beta_1=0.5625, shape=(2, 32), label="tiny (2, 32)"),
+    "discretised_mean_k256": dict(kind="discretised_mean", num_bins=256, shape=(32, 784),
+                                  label="28x28 batch of 32, 256 bins"),
+    "discretised_mean_k64": dict(kind="discretised_mean", num_bins=64, shape=(32, 784), label="28x28 batch of 32, 64 bins"),
+    "discretised_mean_k16": dict(kind="discretised_mean", num_bins=16, shape=(32, 784), label="28x28 batch of 32, 16 bins"),
+    "tiny_discretised_mean": dict(kind="discretised_mean", num_bins=256, shape=(2, 64), label="tiny (2, 64), 256 bins"),
 }
 DEFAULT_CONFIGS = [name for name in CONFIGS if not name.startswith("tiny_")]
 QUICK_CONFIGS = [name for name in CONFIGS if name.startswith("tiny_")]
@@ -53,6 +75,7 @@ SETTINGS = {
     "full": dict(kl_variables=4096, kl_seeds=20, kl_exact_samples=2**20, kl_repeats=5),
     "quick": dict(kl_variables=256, kl_seeds=4, kl_exact_samples=2**12, kl_repeats=2),
 }
+MEAN_REPEATS = {"full": 15, "quick": 2}
 FACTORISED_SAMPLES = 10
 
 
@@ -201,6 +224,224 @@ def run_kl(name: str, s: dict, device_name: str) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- the discretised mean
+def full_cdf_sum():
+    """:class:`FullCdfSum`: the evaluation of ``sum_j Phi((e_j - mu)/sigma)`` over all K - 1
+    interior edges that :class:`~pyro_bfn.distributions.binned_normal.NormalCdfSum` replaced
+    (git dceb11c), with the same call signature; the baseline of this study only."""
+    import torch
+
+    from pyro_bfn.distributions.binned_normal import exp_floor
+
+    class FullCdfSum(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, loc, scale, num_bins):
+            edges = 2 * torch.arange(1, num_bins, dtype=loc.dtype, device=loc.device) / num_bins - 1
+            ctx.save_for_backward(loc, scale, edges)
+            return torch.special.ndtr((edges - loc[..., None]) / scale[..., None]).sum(-1)
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, grad):
+            loc, scale, edges = ctx.saved_tensors
+            z = (edges - loc[..., None]) / scale[..., None]
+            density = torch.exp((-0.5 * z * z).clamp(min=exp_floor(z.dtype)))
+            common = grad / (scale * math.sqrt(2 * math.pi))
+            return -common * density.sum(-1), -common * (density * z).sum(-1), None
+
+    return FullCdfSum
+
+
+def run_discretised_mean(name: str, s: dict, device_name: str, thread_counts) -> dict:
+    import torch
+
+    from pyro_bfn.bfn import BFN
+    from pyro_bfn.data_types import DiscretisedData
+    from pyro_bfn.distributions import DiscretisedOutput, discretised
+    from pyro_bfn.distributions.binned_normal import _CDF_SUM_SCHEMES, NormalCdfSum
+    from speed_configs import stored_output_network
+
+    cfg = CONFIGS[name]
+    device = torch.device(device_name)
+    timed = harness.timer(device)
+    K, shape = cfg["num_bins"], tuple(cfg["shape"])
+    data_type = DiscretisedData(K)
+    generator = torch.Generator().manual_seed(s["seed"])
+    x = data_type.from_integers(torch.randint(0, K, shape, generator=generator)).to(device)
+    t = torch.rand(shape[0], generator=generator).to(device)
+    theta = data_type.sample_input(x, t)
+    stored = torch.stack([torch.randn(shape, generator=generator), 0.5 * torch.randn(shape, generator=generator)], -1).to(device)
+    output = data_type.output(stored, theta, t)
+    loc, scale = output.loc.detach(), output.scale.detach()
+    variants = {"full": full_cdf_sum(), "scheme": NormalCdfSum}
+
+    def use(variant):
+        discretised.NormalCdfSum = variants[variant]
+
+    scheme = _CDF_SUM_SCHEMES[torch.float32]
+    narrow = (scale < (2 / K) / scheme["spacing"]).double().mean().item()
+    taylor = (scale >= scheme["taylor"]).double().mean().item()
+    out = dict(name=name, config=cfg, elements=loc.numel(),
+               regimes=dict(window=narrow, euler_maclaurin=1 - narrow - taylor, taylor=taylor))
+
+    # ---- agreement on this batch (float32 and float64), mean and gradient
+    agreement = {}
+    for dtype in (torch.float32, torch.float64):
+        values = {}
+        for variant in variants:
+            use(variant)
+            mu, sigma = loc.to(dtype).requires_grad_(), scale.to(dtype).requires_grad_()
+            mean = DiscretisedOutput(mu, sigma, K).mean
+            values[variant] = (mean.detach(), *torch.autograd.grad(mean.sum(), (mu, sigma)))
+        agreement[str(dtype).replace("torch.", "")] = {
+            key: (a - b).abs().max().item() for key, a, b in zip(("mean", "d_loc", "d_scale"), values["full"], values["scheme"])}
+    out["max_abs_difference"] = agreement
+
+    # ---- cost, the variants alternated, per thread count
+    stub = BFN(data_type, stored_output_network(stored.clone()), shape[1:]).to(device).train()
+
+    def mean_forward():
+        with torch.no_grad():
+            DiscretisedOutput(loc, scale, K).mean.sum().item()
+
+    def mean_forward_backward():
+        mu, sigma = loc.clone().requires_grad_(), scale.clone().requires_grad_()
+        DiscretisedOutput(mu, sigma, K).mean.sum().backward()
+
+    def flow_and_loss():
+        stub.zero_grad(set_to_none=True)
+        stub.continuous_time_loss(x).mean().backward()
+
+    probe = torch.rand(351_232)
+
+    def parallel_op():
+        for _ in range(10):
+            probe.mul(1.0)
+
+    cost = {}
+    previous = torch.get_num_threads()
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        calls = {}
+        for step_name, step in (("mean_forward", mean_forward), ("mean_forward_backward", mean_forward_backward),
+                                ("flow_and_loss", flow_and_loss)):
+            for variant in variants:
+                def call(step=step, variant=variant):
+                    use(variant)
+                    torch.manual_seed(0)  # the same t and theta draws for both variants
+                    step()
+                calls[f"{step_name}/{variant}"] = call
+        for fn in calls.values():
+            fn()  # warm-up
+        load_before = os.getloadavg()[0]
+        seconds = harness.alternate(calls, s["mean_repeats"], timed)
+        probe_seconds = [timed(parallel_op) / 10 for _ in range(5)]
+        cost[str(threads)] = dict(
+            medians_ms={key: 1e3 * statistics.median(v) for key, v in seconds.items()}, seconds=seconds,
+            parallel_op_us=1e6 * statistics.median(probe_seconds), load_before=load_before, load_after=os.getloadavg()[0])
+    torch.set_num_threads(previous)
+    use("scheme")
+    out["cost"] = cost
+    return out
+
+
+def paired_bound(num_examples: int, batch_size: int, seed: int) -> dict:
+    """The continuous-time bound of one ``fashion_mnist_256`` BFN (the ``unet_mnist_small_variant``
+    backbone with its random initial weights, seeded) on the first ``num_examples`` test images,
+    with the same evaluation seed, once with each variant of the mean: the scheme must leave it
+    unchanged to rounding."""
+    import torch
+
+    from pyro_bfn.distributions import discretised
+    from pyro_bfn.distributions.binned_normal import NormalCdfSum
+    from pyro_bfn.evaluation import evaluate_bound
+    from pyro_bfn.zoo import build_bfn, get_dataset
+
+    torch.manual_seed(seed)
+    bfn = build_bfn("fashion_mnist_256", "unet_mnist_small_variant").eval()
+    spec = get_dataset("fashion_mnist_256")
+    out = dict(dataset="fashion_mnist_256", backbone="unet_mnist_small_variant", weights=f"random (seed {seed})",
+               num_examples=num_examples, batch_size=batch_size, seed=seed)
+    for variant, cls in (("full", full_cdf_sum()), ("scheme", NormalCdfSum)):
+        discretised.NormalCdfSum = cls
+        start = time.perf_counter()  # (BoundResult.seconds is not used: see the report)
+        result = evaluate_bound(bfn, spec, n_steps=None, batch_size=batch_size, seed=seed,
+                                max_examples=num_examples, progress=False)
+        out[variant] = dict(nats=result.nats, nats_stderr=result.nats_stderr, flow_nats=result.flow_nats,
+                            bits_per_dim=result.bits_per_dim, seconds=time.perf_counter() - start)
+    out["difference_nats"] = out["scheme"]["nats"] - out["full"]["nats"]
+    # per image in float64 (evaluate_bound feeds float32 data): L^inf of the same x, t, theta
+    bfn.double()
+    generator = torch.Generator().manual_seed(seed)
+    x = spec.prepare(spec.load("test")[:num_examples], generator).double()
+    t = torch.rand(x.shape[0], generator=generator, dtype=torch.float64)
+    losses = {"full": [], "scheme": []}
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            theta = bfn.data_type.sample_input(x[i:i + batch_size], t[i:i + batch_size])
+            for variant, cls in (("full", full_cdf_sum()), ("scheme", NormalCdfSum)):
+                discretised.NormalCdfSum = cls
+                losses[variant].append(bfn.continuous_time_loss(x[i:i + batch_size], t[i:i + batch_size],
+                                                                input_distribution=theta))
+    losses = {variant: torch.cat(values) for variant, values in losses.items()}
+    difference = losses["scheme"] - losses["full"]
+    out["float64"] = dict(mean_nats=losses["full"].mean().item(), max_abs_difference=difference.abs().max().item(),
+                          max_relative_difference=(difference.abs() / losses["full"].abs()).max().item(),
+                          mean_difference=difference.mean().item())
+    discretised.NormalCdfSum = NormalCdfSum
+    return out
+
+
+MEAN_COLUMNS = [
+    "config", "threads", "step", "full ms", "scheme ms", "speed-up", "parallel op µs", "load",
+]
+
+
+def render_mean(results: list, meta: dict, bound: dict | None = None) -> str:
+    lines = [*harness.header_lines(meta, "The discretised output's mean: NormalCdfSum's scheme vs the full "
+                                         "evaluation over all K - 1 edges"), ""]
+    rows, regime_rows, agreement_rows = [], [], []
+    for r in results:
+        for threads, c in r["cost"].items():
+            for step in ("mean_forward", "mean_forward_backward", "flow_and_loss"):
+                full, new = c["medians_ms"][f"{step}/full"], c["medians_ms"][f"{step}/scheme"]
+                rows.append([r["name"], threads, step.replace("_", " "), f"{full:.2f}", f"{new:.2f}", f"{full / new:.1f}x",
+                             f"{c['parallel_op_us']:.0f}", f"{c['load_before']:.1f}→{c['load_after']:.1f}"])
+        g = r["regimes"]
+        regime_rows.append([r["name"], r["config"]["num_bins"], "x".join(map(str, r["config"]["shape"])),
+                            f"{100 * g['window']:.1f}%", f"{100 * g['euler_maclaurin']:.1f}%", f"{100 * g['taylor']:.1f}%"])
+        for dtype, a in r["max_abs_difference"].items():
+            agreement_rows.append([r["name"], dtype, f"{a['mean']:.2e}", f"{a['d_loc']:.2e}", f"{a['d_scale']:.2e}"])
+    lines += ["## Cost", "", "Median ms per call, the two variants alternated in one process (`full`: all K - 1 CDFs; "
+              "`scheme`: NormalCdfSum); `flow and loss` = drawing theta, the output distribution, L^inf and the "
+              "backward pass with a stored network output; `parallel op` = one multiply of 351k floats at that "
+              "thread count (about 30 µs on an idle core; milliseconds when the machine is oversubscribed):", "",
+              harness.markdown_table(MEAN_COLUMNS, rows, numeric_from=3), "",
+              "## The batch", "", "Share of the variables in each regime (float32 thresholds):", "",
+              harness.markdown_table(["config", "K", "shape", "window", "Euler-Maclaurin", "Taylor"], regime_rows), "",
+              "## Agreement", "", "Largest absolute difference between the two on the batch:", "",
+              harness.markdown_table(["config", "dtype", "mean", "d mean / d loc", "d mean / d scale"], agreement_rows), ""]
+    if meta.get("note"):
+        lines += ["Note: " + meta["note"], ""]
+    if bound:
+        f, n, d = bound["full"], bound["scheme"], bound["float64"]
+        rows = [[name, f"{v['nats']:.6f}", f"{v['nats_stderr']:.3f}", f"{v['flow_nats']:.6f}", f"{v['bits_per_dim']:.9f}",
+                 f"{v['seconds']:.1f}"] for name, v in (("full", f), ("scheme", n))]
+        lines += ["## The continuous-time bound, paired", "",
+                  f"One `{bound['dataset']}` BFN (`{bound['backbone']}`, {bound['weights']}), the first "
+                  f"{bound['num_examples']} test images, evaluation seed {bound['seed']} (the same t and theta draws), "
+                  "`evaluate_bound(..., n_steps=None)` (float32) with each variant of the mean:", "",
+                  harness.markdown_table(["variant", "bound nats/image", "stderr", "L^inf nats/image", "bits/dim", "s"], rows), "",
+                  f"- float32 bound: scheme - full = {bound['difference_nats']:.3g} nats/image "
+                  f"({bound['difference_nats'] / f['nats']:.2g} relative, float32 eps = 1.2e-07; the standard error is "
+                  f"{f['nats_stderr']:.3g}).",
+                  f"- float64, the same model and images, L^inf per image at one shared (t, theta) each (mean "
+                  f"{d['mean_nats']:.4f} nats): largest |scheme - full| {d['max_abs_difference']:.3g} nats "
+                  f"({d['max_relative_difference']:.2g} relative, float64 eps = 2.2e-16), mean difference "
+                  f"{d['mean_difference']:.3g}.", ""]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- tables
 COST_COLUMNS = [
     "config", "K", "batch shape", "registered KL fwd ms", "registered KL fwd+bwd ms", "factorised-10 fwd ms",
@@ -279,6 +520,12 @@ def main(argv=None) -> int:
     parser = harness.parser(__doc__, threads=None, render="re-render from a speed_losses.json, or the n-step KL "
                             "rows of an older speed.json")
     harness.add_configs(parser, CONFIGS, DEFAULT_CONFIGS, QUICK_CONFIGS, "tiny shapes, few seeds and repeats")
+    parser.add_argument("--mean-threads", type=harness.positive_int, nargs="+", default=[1, 2],
+                        help="torch thread counts at which the discretised mean is timed (default: 1 2)")
+    parser.add_argument("--note", default="", help="a line added to the notes of the discretised-mean results")
+    parser.add_argument("--bound-examples", type=harness.non_negative_int, default=0,
+                        help="also compare the continuous-time bound of a fashion_mnist_256 BFN on this many test "
+                             "images with either variant of the mean (default 0: not run)")
     args = parser.parse_args(argv)
     if args.render:
         saved = harness.load_saved(args.render)
@@ -292,18 +539,34 @@ def main(argv=None) -> int:
     harness.set_threads(args.threads)
     meta = harness.provenance(__file__, argv, seed=args.seed, threads=torch.get_num_threads())
     meta.update(device=args.device, quick=args.quick)
-    settings = dict(SETTINGS["quick" if args.quick else "full"], seed=args.seed)
+    settings = dict(SETTINGS["quick" if args.quick else "full"], seed=args.seed,
+                    mean_repeats=MEAN_REPEATS["quick" if args.quick else "full"])
+    meta.update(mean_threads=args.mean_threads, note=args.note)
     results = []
     for name in names:
         print(f"[speed_losses] {name} (load {os.getloadavg()[0]:.2f}) ...", file=sys.stderr, flush=True)
         torch.manual_seed(args.seed)
         load_before, start = os.getloadavg()[0], time.perf_counter()
-        result = run_kl(name, settings, args.device)
+        if CONFIGS[name]["kind"] == "discretised_mean":
+            result = run_discretised_mean(name, settings, args.device, args.mean_threads)
+        else:
+            result = run_kl(name, settings, args.device)
         result.update(settings=settings, seconds=time.perf_counter() - start, load_before=load_before,
                       load_after=os.getloadavg()[0], threads=torch.get_num_threads(), device=args.device)
         results.append(result)
     harness.finish(meta)
-    harness.write_results(args.out, "speed_losses", render(results, meta), meta, results=results)
+    kls = [r for r in results if _is_kl(r)]
+    means = [r for r in results if r["config"]["kind"] == "discretised_mean"]
+    if kls:
+        harness.write_results(args.out, "speed_losses", render(kls, meta), meta, results=kls)
+    bound = None
+    if args.bound_examples:
+        print(f"[speed_losses] paired bound (load {os.getloadavg()[0]:.2f}) ...", file=sys.stderr, flush=True)
+        bound = paired_bound(args.bound_examples, 100, args.seed)
+        harness.finish(meta)
+    if means or bound:
+        harness.write_results(args.out, "speed_discretised_mean", render_mean(means, meta, bound), meta, results=means,
+                              bound=bound)
     return 0
 
 
