@@ -288,25 +288,25 @@ def _cdf_sums(loc, scale, num_bins: int, gradient: bool) -> tuple:
         return window
 
     # ---- wide: Euler-Maclaurin over the edges 0..K (z from a to b in steps of delta), and the
-    # Taylor series about c = -mu/sigma; one Hermite recurrence for a, b and c (clamped where
-    # phi is 0: no overflow), multiplied by phi(z) at the end
+    # Taylor series about c = -mu/sigma: Hermite polynomials at a, b and c (z clamped where phi
+    # is 0: no overflow), their sums multiplied by phi(z) at the end
     terms, taylor_terms = scheme["em_terms"], scheme["taylor_terms"]
     sigma_em = scale.clamp(min=spacing / scheme["spacing"], max=scheme["taylor"])
     sigma_t = scale.clamp(min=scheme["taylor"])
     ends = ((-1 - loc) / sigma_em, (1 - loc) / sigma_em, -loc / sigma_t)  # a, b, c
     density = [_density(z) for z in ends]
     cutoff = math.sqrt(-2 * (exp_floor(loc.dtype) + _LOG_SQRT_2PI))
-    he = [_hermite(z.clamp(-cutoff, cutoff), order) for z, order in
-          zip(ends, [2 * terms if gradient else 2 * terms - 2] * 2 + [2 * taylor_terms + 1 if gradient else 2 * taylor_terms - 1])]
+    orders = (2 * terms, 2 * terms, 2 * taylor_terms + 1) if gradient else (2 * terms - 2, 2 * terms - 2, 2 * taylor_terms - 1)
+    he = [_hermite(z.clamp(-cutoff, cutoff), order) for z, order in zip(ends, orders)]
     delta = spacing / sigma_em
     delta_squared = delta * delta
     moments = _edge_moments(K, taylor_terms)
 
-    def horner(coefficients, variable, order):
-        """sum_i coefficients[i] variable^i order(i) (Horner in the variable)."""
-        total = coefficients[-1] * order(len(coefficients) - 1)
+    def horner(coefficients, variable, term):
+        """sum_i coefficients[i] variable^i term(i) (Horner in the variable)."""
+        total = coefficients[-1] * term(len(coefficients) - 1)
         for i in range(len(coefficients) - 2, -1, -1):
-            total = torch.add(total * variable, order(i), alpha=coefficients[i])
+            total = torch.add(total * variable, term(i), alpha=coefficients[i])
         return total
 
     def euler_maclaurin(shift):
