@@ -43,15 +43,14 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from .checks import check_finite_number, check_integer
+from .checks import check_integer
 from .data_types import DataType, per_example
 from .distributions import continuous_time_kl_rate
 from .distributions.util import validation_enabled_for
 from .models import NULL_LABEL
-from .sampling import TimeGrid, draw_times, get_sampler
-from .sampling.conditioning import Replacement, check_known, smc_inpaint
-from .sampling.gradient_guidance import GradientGuidance
-from .sampling.guidance import ClassifierFreeGuidance
+from .sampling import TimeGrid, draw_times
+from .sampling import api as sampling_api
+from .sampling.api import random_numbers_from
 
 __all__ = ["BFN", "LossDraws", "LossTerms", "NonFiniteNetworkOutput", "drop_context"]
 
@@ -293,7 +292,7 @@ class BFN(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0 or tuple(x.shape[1:]) != self.data_shape:
             self.check_data(x)  # raises, naming the problem
         check_integer("n_steps", n_steps, allow_none=True)
-        with _random_numbers_from(generator, x.device):
+        with random_numbers_from(generator, x.device):
             context = self._training_context(self.check_context(context, x.shape[0]))
             steps = None
             if n_steps is None:
@@ -367,6 +366,7 @@ class BFN(nn.Module):
         known: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         num_particles: int | None = None,
+        temperature: float = 1.0,
     ):
         """Draw ``num_samples`` examples with ``n_steps`` steps of a registered sampler
         (:func:`pyro_bfn.sampling.registry.get_sampler`), shape ``(num_samples, *data_shape)``.
@@ -413,97 +413,17 @@ class BFN(nn.Module):
             with this many particles per sample instead of replacement (ancestral steps;
             :func:`~pyro_bfn.sampling.conditioning.smc_inpaint`, which also returns the
             effective sample sizes).
+        :param float temperature: :math:`T \\ge 0`: every draw from the model (from the output
+            distribution and the sender in each step, the SDE noise, the final draw) is from the
+            tempered distribution :math:`p^{1/T}` (:mod:`pyro_bfn.sampling.temperature`): logits
+            divided by ``T``, Gaussian variances times ``T``; ``1`` (default) the model's own
+            draws, bit for bit; ``0`` every draw its mode (deterministic).
 
         The updates run under ``torch.inference_mode`` (no autograd bookkeeping); the result is
         copied out of it, so it is an ordinary tensor that later autograd code can use.
         """
-        check_integer("num_samples", num_samples)
-        grid = TimeGrid(n_steps)
-        run_sampler = get_sampler(sampler)
-        mode = _final_is_mode(final, mode)
-        if device is None:
-            device = next(self.parameters()).device
-        device = torch.device(device)
-        context = self._sampling_context(context, num_samples, device)
-        model = self
-        if guidance_scale is not None:
-            model = _guided(self, guidance_scale, context)
-        if log_score is not None:
-            model = GradientGuidance(model, log_score, log_score_scale)
-        options = {} if callback is None else {"callback": callback}
-        replacement = None
-        if known is not None or mask is not None:
-            known, mask = check_known(self, known, mask, num_samples, device)
-            if num_particles is not None:
-                if sampler != "ancestral":
-                    raise ValueError(f"SMC inpainting (num_particles) runs ancestral steps, got sampler={sampler!r}")
-                with torch.inference_mode(), _random_numbers_from(generator, device):
-                    result = smc_inpaint(model, known, mask, n_steps, num_particles=num_particles, context=context,
-                                         mode=mode, device=device, progress=progress)
-                return result.samples.clone()
-            replacement = options["condition"] = Replacement(self, known, mask)
-        elif num_particles is not None:
-            raise ValueError("num_particles is for SMC inpainting: give known and mask too")
-        with torch.inference_mode(), _random_numbers_from(generator, device):
-            result = run_sampler(model, num_samples, grid, context=context, mode=mode, progress=progress, device=device, **options)
-            samples = result.samples if replacement is None else replacement.finish(result.samples)
-        return samples.clone()
-
-    def _sampling_context(self, context, num_samples: int, device):
-        if context is None:
-            return None
-        if isinstance(context, bool):
-            raise ValueError("context must be an int, a tensor or None, got a bool")
-        if isinstance(context, int):
-            context = torch.tensor(context)
-        if not isinstance(context, torch.Tensor):
-            raise ValueError(f"context must be an int, a tensor or None, got {type(context).__name__}")
-        context = context.to(device)
-        if context.dim() == 0:
-            return context.expand(num_samples)
-        if context.is_floating_point() and context.dim() == 1:
-            return context.expand(num_samples, context.shape[0])
-        return self.check_context(context, num_samples)
-
-
-def _final_is_mode(final, mode) -> bool:
-    """``final`` (``"sample"``, ``"mode"`` or ``None``) and ``mode`` as one flag."""
-    if final is None:
-        return bool(mode)
-    if final not in ("sample", "mode"):
-        raise ValueError(f"final must be 'sample' or 'mode', got {final!r}")
-    if mode and final == "sample":
-        raise ValueError("mode=True contradicts final='sample'; pass one of them")
-    return final == "mode"
-
-
-def _guided(bfn, guidance_scale, context):
-    """The classifier-free-guided view of ``bfn`` (:mod:`pyro_bfn.sampling.guidance`)."""
-    check_finite_number("guidance_scale", guidance_scale)
-    if context is None:
-        raise ValueError(
-            "guidance_scale needs a context: classifier-free guidance steers a conditional model towards it "
-            "(an unconditional model cannot be guided)"
+        return sampling_api.sample(
+            self, num_samples, n_steps, mode, device, progress, context, sampler, final=final,
+            guidance_scale=guidance_scale, log_score=log_score, log_score_scale=log_score_scale, generator=generator,
+            callback=callback, known=known, mask=mask, num_particles=num_particles, temperature=temperature,
         )
-    return ClassifierFreeGuidance(bfn, guidance_scale)
-
-
-@contextlib.contextmanager
-def _random_numbers_from(generator, device: torch.device):
-    """Within the block, torch's global generator of ``device`` starts from ``generator``'s state;
-    afterwards ``generator`` holds the advanced state and the global generator its old one."""
-    if generator is None:
-        yield
-        return
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device}, but the samples are drawn on {device}")
-    cuda = device.type == "cuda"
-    with torch.random.fork_rng(devices=[device] if cuda else []):
-        if cuda:
-            torch.cuda.set_rng_state(generator.get_state(), device)
-        else:
-            torch.set_rng_state(generator.get_state())
-        yield
-        generator.set_state(torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state())

@@ -18,6 +18,11 @@
   :class:`~pyro_bfn.sampling.guidance.ClassifierFreeGuidance`;
   :mod:`pyro_bfn.sampling.gradient_guidance`: gradient (classifier) guidance by a log-score,
   :class:`~pyro_bfn.sampling.gradient_guidance.GradientGuidance`.
+* :mod:`pyro_bfn.sampling.temperature`: the sampling temperature, every draw from the model
+  tempered (:func:`~pyro_bfn.sampling.temperature.tempered_output_draw`,
+  :func:`~pyro_bfn.sampling.temperature.tempered_sender_draw`).
+* :mod:`pyro_bfn.sampling.api`: :func:`~pyro_bfn.sampling.api.sample`, what
+  :meth:`BFN.sample <pyro_bfn.bfn.BFN.sample>` does with its arguments.
 * :mod:`pyro_bfn.sampling.conditioning`: inpainting by replacement
   (:class:`~pyro_bfn.sampling.conditioning.Replacement`) and by sequential Monte Carlo
   (:func:`~pyro_bfn.sampling.conditioning.smc_inpaint`).
@@ -33,6 +38,8 @@ from .solvers import GaussianView, ode1, ode2, sde2, solve  # registers the solv
 from .conditioning import Replacement, SMCResult, smc_inpaint
 from .guidance import ClassifierFreeGuidance
 from .gradient_guidance import GradientGuidance
+from .temperature import check_temperature, tempered_output_draw, tempered_sender_draw
+from . import api
 
 __all__ = [
     "ClassifierFreeGuidance",
@@ -44,6 +51,8 @@ __all__ = [
     "StepsResult",
     "TimeGrid",
     "ancestral",
+    "api",
+    "check_temperature",
     "draw_times",
     "get_sampler",
     "list_samplers",
@@ -55,4 +64,6 @@ __all__ = [
     "sde2",
     "smc_inpaint",
     "solve",
+    "tempered_output_draw",
+    "tempered_sender_draw",
 ]

@@ -31,6 +31,7 @@ from ..data_types import DiscreteData
 from ..distributions import CategoricalInput, NormalInput
 from .grid import TimeGrid
 from .loop import receiver_draw, run_steps
+from .temperature import tempered_output_draw
 
 __all__ = ["Replacement", "SMCResult", "check_known", "smc_inpaint"]
 
@@ -101,7 +102,7 @@ class SMCResult(NamedTuple):
 
 def smc_inpaint(
     bfn, known, mask, n_steps: int, *, num_particles: int = 16, ess_threshold: float = 0.5, context=None,
-    mode: bool = False, device=None, progress=None,
+    mode: bool = False, device=None, progress=None, temperature: float = 1.0,
 ) -> SMCResult:
     """Complete ``known`` where ``mask`` is false by sequential Monte Carlo over ancestral steps
     (module docstring), ``P = num_particles`` particles per example.
@@ -113,6 +114,8 @@ def smc_inpaint(
     :param float ess_threshold: resample an example's particles when their ESS is below
         ``ess_threshold * P``.
     :param context: ``None``, or conditioning of leading dimension ``B``.
+    :param float temperature: tempers the particles' receiver draws and the final draw
+        (:mod:`pyro_bfn.sampling.temperature`); the known part's draws and the weights are not.
     """
     num_particles = check_integer("num_particles", num_particles)
     grid = TimeGrid(n_steps)
@@ -140,7 +143,7 @@ def smc_inpaint(
         log_likelihood = receiver.log_prob(y_known)
         known_part = log_likelihood.masked_fill(~mask_p, 0.0).sum(data_dims).reshape(batch, num_particles)
         log_weights = log_weights + known_part.to(torch.float64)
-        y = receiver_draw(data_type, output, accuracy)
+        y = receiver_draw(data_type, output, accuracy, temperature)
         keep = mask_p[..., None] if isinstance(data_type, DiscreteData) else mask_p
         return torch.where(keep, y_known, y)
 
@@ -161,7 +164,7 @@ def smc_inpaint(
 
     result = run_steps(bfn, grid, batch * num_particles, draw, device=device, context=context_p, progress=progress,
                        condition=after_update)
-    samples = result.output.mode if mode else result.output.sample()
+    samples = result.output.mode if mode else tempered_output_draw(result.output, temperature)
     pick = torch.distributions.Categorical(logits=log_weights).sample()
     samples = resample(samples, pick[:, None])
     samples = torch.where(mask, known.to(samples.dtype), samples)

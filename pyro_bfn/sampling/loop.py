@@ -19,19 +19,25 @@ from typing import Callable, NamedTuple
 import torch
 
 from .grid import TimeGrid
+from .temperature import tempered_output_draw, tempered_sender_draw
 
 __all__ = ["StepsResult", "receiver_draw", "report_step", "run_steps"]
 
 
-def receiver_draw(data_type, output, accuracy):
+def receiver_draw(data_type, output, accuracy, temperature: float = 1.0):
     """A draw of :math:`y \\sim p_R(\\cdot \\mid \\theta;\\, t, \\alpha)`: :math:`k \\sim p_O`, then
-    :math:`y \\sim p_S(\\cdot \\mid k;\\, \\alpha)` (paper Sec. 2.5), shape of the sender's samples.
+    :math:`y \\sim p_S(\\cdot \\mid k;\\, \\alpha)` (paper Sec. 2.5), shape of the sender's samples;
+    both draws tempered at ``temperature`` :math:`\\ne 1` (:mod:`pyro_bfn.sampling.temperature`).
 
     :param data_type: the BFN's data type (its sender).
     :param output: the output distribution :math:`p_O(\\cdot \\mid \\theta;\\, t)`.
     :param accuracy: :math:`\\alpha`, broadcastable to the data.
+    :param float temperature: :math:`T \\ge 0`.
     """
-    return data_type.sender(output.sample(), accuracy, validate_args=False).sample()
+    if temperature == 1:
+        return data_type.sender(output.sample(), accuracy, validate_args=False).sample()
+    sender = data_type.sender(tempered_output_draw(output, temperature), accuracy, validate_args=False)
+    return tempered_sender_draw(sender, temperature)
 
 
 class StepsResult(NamedTuple):

@@ -5,7 +5,7 @@ A sampler is a function with the signature
 .. code-block:: python
 
     sampler(bfn, num_samples, grid, *, context=None, mode=False, progress=None, device=None,
-            callback=None, condition=None) -> SampleResult
+            callback=None, condition=None, temperature=1.0) -> SampleResult
 
 that draws ``num_samples`` examples of shape ``bfn.data_shape`` from a
 :class:`~pyro_bfn.bfn.BFN` on the :class:`~pyro_bfn.sampling.grid.TimeGrid` ``grid``. ``context`` is
@@ -14,7 +14,10 @@ that draws ``num_samples`` examples of shape ``bfn.data_shape`` from a
 distribution instead of a draw, ``progress(step, n_steps)`` is called after each update, and
 ``device`` defaults to that of the BFN's parameters, ``callback(info)`` is called after each
 update (:func:`~pyro_bfn.sampling.loop.report_step`) and ``condition(input_distribution, t)``
-is applied after each update (inpainting, :mod:`pyro_bfn.sampling.conditioning`). ``bfn`` may
+is applied after each update (inpainting, :mod:`pyro_bfn.sampling.conditioning`) and
+``temperature`` tempers every draw from the model (:mod:`pyro_bfn.sampling.temperature`;
+:meth:`BFN.sample <pyro_bfn.bfn.BFN.sample>` passes it only when it is not 1, so a sampler
+without tempered draws may leave it out). ``bfn`` may
 be a view with ``calls_per_evaluation = 2`` (classifier-free guidance), which the count of
 network calls includes. A sampler runs under the caller's autograd
 mode (:meth:`BFN.sample <pyro_bfn.bfn.BFN.sample>` runs it under ``torch.inference_mode``).

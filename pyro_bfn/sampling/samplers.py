@@ -15,6 +15,7 @@ from ..checks import check_integer
 from .grid import TimeGrid
 from .loop import receiver_draw, run_steps
 from .registry import SampleResult, register_sampler
+from .temperature import tempered_output_draw
 
 __all__ = ["ancestral"]
 
@@ -22,7 +23,7 @@ __all__ = ["ancestral"]
 @register_sampler("ancestral")
 def ancestral(
     bfn, num_samples: int, grid: TimeGrid, *, context=None, mode: bool = False, progress=None, device=None,
-    callback=None, condition=None,
+    callback=None, condition=None, temperature: float = 1.0,
 ) -> SampleResult:
     """Draw ``num_samples`` examples by ancestral sampling on ``grid`` (paper Sec. 2.5; see the
     module docstring): ``n + 1`` network calls for ``n = grid.n_steps``.
@@ -37,6 +38,8 @@ def ancestral(
         (:func:`~pyro_bfn.sampling.loop.report_step`).
     :param condition: optional ``condition(input_distribution, t)`` applied after each update
         (:func:`~pyro_bfn.sampling.loop.run_steps`; e.g. inpainting).
+    :param float temperature: :math:`T \\ge 0`, tempers every draw from the receiver and the
+        final draw (:mod:`pyro_bfn.sampling.temperature`); 1: the model's own.
     :param device: default: the device of ``bfn``'s parameters.
     :returns: :class:`~pyro_bfn.sampling.registry.SampleResult` with samples of shape
         ``(B, *bfn.data_shape)``.
@@ -47,10 +50,10 @@ def ancestral(
     data_type = bfn.data_type
 
     def draw(step, output, accuracy):
-        return receiver_draw(data_type, output, accuracy)
+        return receiver_draw(data_type, output, accuracy, temperature)
 
     result = run_steps(bfn, grid, num_samples, draw, device=device, context=context, progress=progress, callback=callback,
         condition=condition,
     )
-    samples = result.output.mode if mode else result.output.sample()
+    samples = result.output.mode if mode else tempered_output_draw(result.output, temperature)
     return SampleResult(samples, result.network_calls)

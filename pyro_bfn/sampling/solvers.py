@@ -43,6 +43,7 @@ from ..distributions import CategoricalInput, NormalInput
 from .grid import TimeGrid
 from .loop import receiver_draw, report_step
 from .registry import SampleResult, register_sampler
+from .temperature import tempered_noise, tempered_output_draw
 
 __all__ = ["GaussianView", "ode1", "ode2", "sde2", "solve"]
 
@@ -140,7 +141,7 @@ def solve(view, z, times, predict, *, order: int = 1, stochastic: bool = False, 
 def _solver_sampler(order, stochastic):
     def sampler(
         bfn, num_samples: int, grid: TimeGrid, *, context=None, mode: bool = False, progress=None, device=None,
-        callback=None, condition=None,
+        callback=None, condition=None, temperature: float = 1.0,
     ) -> SampleResult:
         check_integer("num_samples", num_samples)
         if device is None:
@@ -157,7 +158,7 @@ def _solver_sampler(order, stochastic):
         prior = data_type.prior(shape, dtype=dtype, device=device)
         output = evaluate(prior, times[0])
         accuracy = grid.accuracy(data_type, torch.ones(num_samples, dtype=torch.long, device=device), shape, dtype)
-        input_distribution = prior.update(receiver_draw(data_type, output, accuracy), accuracy)
+        input_distribution = prior.update(receiver_draw(data_type, output, accuracy, temperature), accuracy)
         if condition is not None:
             input_distribution = condition(input_distribution, times[1])
         report_step(1, n, times[1], input_distribution, output, progress, callback)
@@ -171,11 +172,11 @@ def _solver_sampler(order, stochastic):
 
         z = view.state(input_distribution)
         z, calls = solve(
-            view, z, times[1:], predict, order=order, stochastic=stochastic, noise=lambda: torch.randn_like(z), on_step=on_step,
+            view, z, times[1:], predict, order=order, stochastic=stochastic, noise=lambda: tempered_noise(z, temperature), on_step=on_step,
             condition=condition,
         )
         output = evaluate(view.input_distribution(z, 1.0), 1.0)
-        samples = output.mode if mode else output.sample()
+        samples = output.mode if mode else tempered_output_draw(output, temperature)
         return SampleResult(samples, (calls + 2) * getattr(bfn, "calls_per_evaluation", 1))
 
     return sampler
