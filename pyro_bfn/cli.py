@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance scale w (needs --label; 0: the conditional model)")
     sample.add_argument("--label", type=int, default=None, help="class label of a class-conditional model")
+    sample.add_argument("--temperature", type=float, default=1.0,
+                        help="sampling temperature T >= 0: every draw from the model tempered (logits / T, "
+                        "Gaussian variances x T); 1: the model's own (default), 0: every draw its mode")
     sample.add_argument("--out", required=True,
                         help="by extension: .pt or .npz (raw samples), .png (image grid), .txt (text)")
     sample.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
@@ -208,7 +211,7 @@ def _sample(args) -> int:
     try:
         with _finite_network(args.checkpoint):
             samples = bfn.sample(args.num, args.n_steps, mode=args.mode, sampler=args.sampler, context=args.label,
-                                 guidance_scale=args.guidance_scale, generator=generator)
+                                 guidance_scale=args.guidance_scale, generator=generator, temperature=args.temperature)
     except ValueError as error:  # e.g. a label for an unconditional model, guidance without one
         raise UsageError(f"sampling from {args.checkpoint}: {error}") from None
     seconds = time.perf_counter() - start
@@ -237,7 +240,7 @@ def _save_raw_samples(out: Path, samples, args, config) -> None:
 
     meta = dict(checkpoint=str(args.checkpoint), dataset=config.dataset, sampler=args.sampler,
                 n_steps=args.n_steps, seed=args.seed, mode=args.mode, label=args.label,
-                guidance_scale=args.guidance_scale)
+                guidance_scale=args.guidance_scale, temperature=args.temperature)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".pt":
         torch.save(dict(samples=samples.cpu(), **meta), out)

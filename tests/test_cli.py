@@ -263,6 +263,19 @@ def test_sample_writes_raw_samples_by_extension(toy_checkpoint, tmp_path, capsys
     np.testing.assert_array_equal(archive["samples"], saved["samples"].numpy())
 
 
+def test_sample_temperature_zero_is_deterministic_and_recorded(toy_checkpoint, tmp_path, capsys):
+    import torch
+
+    drawn = []
+    for seed in (1, 2):
+        out = tmp_path / f"s{seed}.pt"
+        status, _, err = run_cli(["sample", "--checkpoint", toy_checkpoint, "--num", 4, "--n-steps", 3,
+                                  "--temperature", 0, "--seed", seed, "--out", out], capsys)
+        assert status == 0, err
+        drawn.append(torch.load(out))
+    assert drawn[0]["temperature"] == 0.0 and torch.equal(drawn[0]["samples"], drawn[1]["samples"])
+
+
 def test_sample_grid_is_upscaled_with_dark_padding(toy_checkpoint, tmp_path, capsys):
     from matplotlib.image import imread
 
@@ -280,6 +293,7 @@ def test_sample_grid_is_upscaled_with_dark_padding(toy_checkpoint, tmp_path, cap
     (["--out", "samples.txt"], "image samples are written as .png"),
     (["--label", "3"], "sampling from"),
     (["--guidance-scale", "2.0"], "sampling from"),
+    (["--temperature", "-1"], "temperature must be a finite number >= 0"),
 ])
 def test_sample_bad_arguments_are_one_line(toy_checkpoint, tmp_path, capsys, arguments, fragment):
     argv = ["sample", "--checkpoint", toy_checkpoint, "--num", 2, "--n-steps", 2, "--out", tmp_path / "s.pt"]
