@@ -55,8 +55,9 @@ demo: install
 ## make test-torch-floor: the tests that exercise torch's API (training, checkpoints, the BFN,
 ## pretrained directories, backbones, the converter, the CLI) against the oldest torch that
 ## pyproject.toml allows, in a separate environment. Not part of CI: for Linux, PyPI has only
-## the CUDA builds of older torch releases, about 3 GB of wheels (torch + nvidia-* + triton)
-## and 5 GB installed (torch 2.4.0: 163 s to download and install on the reference machine).
+## the CUDA builds of older torch releases: torch 2.4.0 is 22 wheels of 2.7 GB (torch, nvidia-*,
+## triton), 75 s to download and 163 s to download and install on the reference machine, and
+## 5.0 GB installed.
 TORCH_FLOOR ?= 2.4.0
 FLOOR_VENV ?= .venv-floor
 # tests/training last, in one process: with torch 2.4, once the torch.compile tests have run, the
