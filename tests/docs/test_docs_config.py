@@ -24,6 +24,7 @@ ROOT = DOCS.parent
 # References that no inventory can resolve, with the reason.
 KNOWN_UNLINKED = {
     "torch.log_softmax": "PyTorch's documentation has no entry for it (only torch.nn.functional.log_softmax)",
+    "torch.amp.GradScaler": "PyTorch's amp page documents torch.cuda.amp.GradScaler and torch.cpu.amp.GradScaler only",
 }
 
 
