@@ -154,8 +154,11 @@ def test_every_module_has_a_place_in_the_docs():
     import pkgutil
 
     import pyro_bfn
+    import pyro_bfn.models  # the repository's models/ directory, installed as pyro_bfn.models
 
-    modules = {info.name for info in pkgutil.walk_packages(pyro_bfn.__path__, "pyro_bfn.")} | {"pyro_bfn"}
+    modules = {"pyro_bfn", "pyro_bfn.models"}
+    for package in (pyro_bfn, pyro_bfn.models):
+        modules |= {info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")}
     modules -= {"pyro_bfn.__main__"}
     documented = set()
     for path in glob.glob(str(DOCS / "**" / "*.rst"), recursive=True):
