@@ -138,7 +138,7 @@ def evaluate_bound(
         raise ValueError(f"no examples to evaluate in split {split!r}")
     was_training = bfn.training
     bfn.eval()
-    start = time.perf_counter()
+    started = time.perf_counter()
     pass_means, transmission_sum, reconstruction_sum, all_values = [], 0.0, 0.0, []
     batches = math.ceil(num_examples / batch_size)
     bar = tqdm(total=repeats * batches, desc=f"bound {split}", disable=not progress, leave=False)
@@ -186,7 +186,7 @@ def evaluate_bound(
         repeats=repeats,
         num_examples=num_examples,
         num_dims=spec.num_dims,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - started,
         stderr_kind=kind,
         dataset=spec.name,
         split=split,

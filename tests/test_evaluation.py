@@ -1,6 +1,7 @@
 """Likelihood evaluation and the dataset/model registry, on the generated toy datasets."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -26,6 +27,16 @@ def test_bound_is_reproducible_and_consistent(name):
     assert math.isclose(first.nats, first.flow_nats + first.reconstruction_nats, rel_tol=4 * 2**-24)
     assert math.isclose(first.bits_per_dim, first.nats / (spec.num_dims * math.log(2)), rel_tol=1e-12)
     assert first.num_examples == 40 and first.num_dims == spec.num_dims
+
+
+def test_seconds_is_the_duration_of_the_call():
+    # the batch loop once reused the timer's variable name, so ``seconds`` was measured from a batch offset
+    torch.manual_seed(2)
+    bfn = build_bfn("toy_binary", "mlp_small", backbone_options=TINY)
+    before = time.perf_counter()
+    result = evaluate_bound(bfn, get_dataset("toy_binary"), repeats=2, batch_size=16, max_examples=40, progress=False)
+    elapsed = time.perf_counter() - before
+    assert 0 < result.seconds <= elapsed
 
 
 def test_single_pass_reports_the_per_example_standard_error():
