@@ -9,7 +9,9 @@ initialises the default process group (``gloo`` on CPU, ``nccl`` on CUDA, the re
 process and every function here is a no-op. The gradients are averaged by
 :class:`torch.nn.parallel.DistributedDataParallel`; nothing here reimplements an all-reduce.
 
-What each rank does is described in :mod:`pyro_bfn.training` (section "Data parallelism").
+What each rank does, the ``torchrun`` command lines for one and several machines, the split
+of the global batch and the resume rules are on the page :doc:`/distributed`
+(``docs/distributed.rst``).
 """
 
 from __future__ import annotations
