@@ -323,8 +323,9 @@ def main(argv=None) -> int:
     from .training import CheckpointError, ConfigError, TrainingDivergedError, log_to_stderr
     from .user_data import DataError
 
+    # OSError: a file that cannot be read or written (a full disk at a log row, a read-only out_dir)
     expected = (UsageError, ConfigError, CheckpointError, TrainingDivergedError, DataIntegrityError, DataError,
-                FileNotFoundError)
+                OSError)
     args = _parser().parse_args(argv)
     log_to_stderr()
     try:
@@ -336,7 +337,7 @@ def main(argv=None) -> int:
         return EXIT_ERROR
     except expected as error:
         message = str(error) or type(error).__name__
-        if isinstance(error, FileNotFoundError) and error.filename and str(error.filename) not in message:
+        if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
             message = f"{message}: {error.filename}"
         print(f"pyro-bfn: error: {message}", file=sys.stderr)
         return EXIT_ERROR

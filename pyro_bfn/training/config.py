@@ -109,7 +109,9 @@ class TrainConfig:
         timing of at most 128 examples that leaves the random state untouched). The estimate
         adapts to the machine's load, so a run on a busy machine trains for less time and
         still finishes its evaluation within the budget.
-    :ivar log_interval: steps per row of ``train_log.csv`` (the loss is averaged over them).
+    :ivar log_interval: steps per row of ``train_log.csv`` (the loss is averaged over them);
+        every checkpoint also writes a row of the steps since the last one, so that a resumed
+        run's rows are the uninterrupted run's.
     :ivar eval_interval: steps between validation bounds (EMA weights, continuous time +
         reconstruction); ``0`` disables validation. A final one is computed at the end.
     :ivar eval_examples: score the first this-many validation examples (``None``: all).

@@ -63,10 +63,16 @@ class RunLog:
             raise ValueError(f"name must be 'train' or 'valid', got {name!r}")
         return _read_csv(self.out_dir / f"{name}_log.csv")
 
-    def start(self, config: dict, step: int) -> None:
+    def start(self, config: dict, step: int, valid_step: int | None = None) -> None:
         """Create the directory, write ``config.yaml`` and drop the log rows past ``step``
         (written after the checkpoint a run resumes from), so that a resumed run's logs read
-        like an uninterrupted one's; ``step = 0`` removes the logs."""
+        like an uninterrupted one's; ``step = 0`` removes the logs.
+
+        :param int step: the step of the checkpoint the run resumes from.
+        :param int valid_step: the step of the last validation that checkpoint holds
+            (default ``step``): ``valid_log.csv`` rows past it are dropped too, since the
+            resumed run validates again where a validation ran after the checkpoint (the final
+            one of a run). A row cut short by a kill (a field missing) is always dropped."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self._writer_class is not None and self._writer is None:
             # purge_step: a resumed run's events past its checkpoint are dropped like its CSV rows
@@ -80,8 +86,8 @@ class RunLog:
             if step == 0:
                 path.unlink()
                 continue
-            rows = [row for row in _read_csv(path) if _int_or_none(row.get("step")) is not None
-                    and int(row["step"]) <= step]
+            last = step if name == "train_log.csv" or valid_step is None else min(step, valid_step)
+            rows = [row for row in _read_csv(path) if _complete(row) and int(row["step"]) <= last]
             with open(path, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fields, extrasaction="ignore")
                 writer.writeheader()
@@ -249,6 +255,12 @@ def _int_or_none(value):
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _complete(row: dict) -> bool:
+    """Whether a ``csv.DictReader`` row holds every field of its header and no more, with an
+    integer step: a row whose append a kill cut short (``"1"`` of ``"105,6720,..."``) does not."""
+    return None not in row and None not in row.values() and _int_or_none(row.get("step")) is not None
 
 
 def _read_csv(path) -> list:

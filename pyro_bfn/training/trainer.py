@@ -344,7 +344,7 @@ class Trainer(CheckpointedState, Reports):
             _Periodic(config.log_interval, self._log_interval, at_last_step=True),
             _Periodic(config.eval_interval, self._validate_and_report, at_last_step=False, wait=True),
             _Periodic(config.sample_interval, self._sample_between, at_last_step=False, wait=True),
-            _Periodic(config.ckpt_interval, self.save, at_last_step=False, main_only=False),  # gathers every rank's state
+            _Periodic(config.ckpt_interval, self._checkpoint, at_last_step=False, main_only=False),  # gathers every rank's state
         ]
         try:
             try:
@@ -365,7 +365,8 @@ class Trainer(CheckpointedState, Reports):
 
     def _begin_session(self) -> None:
         if self.group.is_main:
-            self.run_log.start(self.config.to_dict(), self.step)
+            # a validation after the checkpoint (the final one) runs again, so its row is dropped
+            self.run_log.start(self.config.to_dict(), self.step, (self.last_valid or {}).get("step", 0))
         parallel = (f"; {self.group.world_size} processes x {self.config.accumulate} micro-batches of "
                     f"{self.micro_batch_size}" if self.group.distributed or self.config.accumulate > 1 else "")
         self.log(
@@ -426,6 +427,14 @@ class Trainer(CheckpointedState, Reports):
         for condition in self.stop_conditions:
             condition.after_log_row(self, rate)
         self._interval = _Interval(self.clock())
+
+    def _checkpoint(self) -> None:
+        """The periodic checkpoint, preceded by a log row of the steps since the last one (rank
+        0), so that every checkpoint falls on a row: a run resumed from it logs the rows of the
+        uninterrupted run whatever ``log_interval`` and ``ckpt_interval`` are."""
+        if self.group.is_main and self._interval.losses:
+            self._log_interval()
+        self.save()
 
     def _validate_and_report(self) -> None:
         valid = self.validate()
