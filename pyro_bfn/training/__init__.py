@@ -23,10 +23,15 @@ configures no handler; ``pyro-bfn`` (and a script that wants them) calls
 
 Reproducibility. The order of the training examples is a function of ``(seed, epoch)``
 only (a fresh permutation per epoch, see :meth:`Trainer.batch_indices`); the randomness of
-the loss (times, flow samples) comes from torch's global generator and the
-preparation of raw batches (e.g. the dynamic binarization of MNIST) from a dedicated
-generator. Both, with numpy's and Python's generators, are saved in every checkpoint and
-restored on resume, so that on CPU a resumed run reproduces an uninterrupted one bit for bit.
+the loss (times, flow samples, classifier-free context dropout) comes from the trainer's own
+draw generator, which makes the draws of the whole global batch
+(:meth:`~pyro_bfn.bfn.BFN.loss_draws`, so every split of it over processes and micro-batches
+sees the same draws), and the preparation of raw batches (e.g. the dynamic binarization of
+MNIST) from a dedicated data generator; random numbers drawn inside the network (dropout) come
+from torch's global generator, seeded per rank. All of them, with numpy's and Python's
+generators, are saved in every checkpoint (every rank's) and restored on resume, so that on CPU
+a resumed run reproduces an uninterrupted one bit for bit (:doc:`/distributed` for resuming on
+another number of processes).
 That holds for in-memory data and map-style Datasets; an iterable of batches is fast-forwarded
 instead (:mod:`pyro_bfn.training.data` says when that is exact). Validation and sampling draw from forked, separately seeded generators and so never
 perturb the training stream.
