@@ -66,6 +66,7 @@ import tempfile
 import time
 
 import harness
+import psutil
 
 harness.passive_openmp()  # before torch loads
 
@@ -115,30 +116,19 @@ def finish_run(out_dir, processes: int = 1, resume: bool = False, hook=None, log
     return process.returncode, (pathlib.Path(out_dir).parent / log_name).read_text()
 
 
-def process_tree(root: int) -> list:
-    """``root`` and its descendants (from ``/proc``; ``torchrun`` starts each worker in a session
-    of its own, so a process group would not reach them)."""
-    children = {}
-    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
-
-
 def kill_tree(process) -> None:
-    """SIGKILL to ``process`` and every descendant, workers first; waits for ``process``."""
-    for pid in reversed(process_tree(process.pid)):
+    """SIGKILL to ``process`` and every descendant, workers first (psutil follows the parent
+    links: ``torchrun`` starts each worker in a session of its own, so a process group would not
+    reach them); waits for ``process``."""
+    try:
+        parent = psutil.Process(process.pid)
+        tree = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for member in reversed(tree):
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            member.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
             pass
     process.wait(timeout=60)
 

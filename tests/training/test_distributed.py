@@ -21,12 +21,12 @@ compared bit for bit.
 
 import csv
 import os
-import pathlib
 import signal
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -66,30 +66,19 @@ def _torchrun(out_dir, *extra, resume=False, wait=True):
     return output
 
 
-def _process_tree(root: int) -> list:
-    """``root`` and its descendants (from ``/proc``): torchrun starts each worker in a session of
-    its own, so killing torchrun's process group would leave the workers running."""
-    children = {}
-    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
-
-
 def _kill_tree(root: int) -> None:
-    """SIGKILL to ``root`` and every descendant, workers first."""
-    for pid in reversed(_process_tree(root)):
+    """SIGKILL to ``root`` and every descendant, workers first (psutil follows the parent links:
+    torchrun starts each worker in a session of its own, so its process group would not reach
+    them)."""
+    try:
+        parent = psutil.Process(root)
+        tree = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in reversed(tree):
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
             pass
 
 
