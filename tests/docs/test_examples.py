@@ -22,7 +22,8 @@ def _load(path):
 
 
 def test_every_example_is_covered():
-    assert {p.stem for p in SCRIPTS} >= {"bfn_elbo", "bfn_likelihood", "distributions_in_pyro", "generative_classifier", "own_data"}
+    assert {p.stem for p in SCRIPTS} >= {"bfn_elbo", "bfn_likelihood", "distributions_in_pyro", "generative_classifier", "own_data",
+                                         "gradient_guidance"}
 
 
 @pytest.mark.slow
@@ -46,3 +47,6 @@ def test_example_runs_in_smoke_mode(path, capsys):
         assert result["data_roundness_disc"] > result["data_roundness_square"]
     if path.stem == "bfn_likelihood":  # NUTS moves with fixed noise, and hardly without
         assert result["nuts_acceptance_fixed"] >= 0.5 > result["nuts_acceptance_random"]
+    if path.stem == "gradient_guidance":  # the judge, trained apart from the guide, sees the guided class more
+        shares = {scale: row["judge_share"] for scale, row in result["scales"].items()}
+        assert result["smoke"] and shares["3.0"] > shares["0.0"] + 0.1
