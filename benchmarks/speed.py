@@ -9,6 +9,7 @@ model and vector features, threads, load average)::
     python benchmarks/speed.py --quick              # tiny configurations, a smoke test
     python benchmarks/speed.py --configs mnist_small_variant_b8 --threads 2
     python benchmarks/speed.py --reference benchmarks/results/reference_side_by_side.json
+    python benchmarks/speed.py --reference /path/to/bayesian-flow-networks --threads 2
 
 The configurations are the table of ``speed_configs.py``. For each (a dataset's data type, a
 named backbone, a batch size), in a fresh subprocess (so that the peak-memory numbers belong to
@@ -46,9 +47,15 @@ took 19 minutes with 2 threads on a quiet 2-core AVX2-only CPU (``speed.md``; it
 are slow there, which is most of the time) and 4 minutes on an AVX512-BF16 CPU
 (``speed.avx512_bf16.md``); ``--compile`` adds several minutes of compilation per configuration.
 
-``--reference benchmarks/results/reference_side_by_side.json`` puts a side-by-side measurement
-of the reference implementation on the same machine into the notes (how it was taken:
-``reference_side_by_side.md``); without it the notes quote the issue's figures for the reference.
+``--reference DIR``, with ``DIR`` a checkout of the reference implementation that the user
+obtains (``git clone https://github.com/nnaisense/bayesian-flow-networks``; never vendored or
+committed here), imports its model code from there, builds the same networks and times both
+implementations side by side in this process, steps alternated (``reference_adapter.py``):
+training (small net batch 8 and 32, paper net batch 8), evaluation (batch 100), sampling
+(batch 16, 100 steps), and the share of a step outside the network; it writes
+``reference_side_by_side.md`` / ``.json`` instead of the tables above (``--quick``: a tiny smoke run).
+``--reference benchmarks/results/reference_side_by_side.json`` (a file) puts such a measurement
+into the notes of the tables above; without it the notes quote the issue's figures.
 ``--render speed.json`` re-renders the tables of a saved run (the model rows of a ``speed.json``
 written before the n-step KL study moved to ``speed_losses.py`` included).
 """
@@ -451,13 +458,14 @@ def notes(models: list, meta: dict) -> list:
                 f"flow+loss {100 * r['breakdown']['flow_loss_share']:.2f}% of a step")
         if measured and name in measured["configs"]:
             m = measured["configs"][name]
+            nstep = (f"; n-step (n = 10) flow+loss {m['reference_nstep_ms']:.1f} vs {m['ours_nstep_ms']:.1f} ms"
+                     if "reference_nstep_ms" in m else "")
             out.append(
                 f"{ours}. Side by side on this machine ({measured['cpu']}; {measured['cpu_features']}; "
                 f"{measured['date']}; `reference_side_by_side.md`), same network, float32, steps alternated: "
                 f"reference {m['reference_ex_s_median']:.1f} ex/s, ours {m['ours_ex_s_median']:.1f} ex/s "
                 f"({m['speed_up']:.2f}x); flow+loss {m['reference_flow_loss_ms']:.2f} vs {m['ours_flow_loss_ms']:.2f} ms "
-                f"({100 * m['reference_flow_share']:.2f}% vs {100 * m['ours_flow_share']:.2f}% of a step); n-step (n = 10) "
-                f"flow+loss {m['reference_nstep_ms']:.1f} vs {m['ours_nstep_ms']:.1f} ms."
+                f"({100 * m['reference_flow_share']:.2f}% vs {100 * m['ours_flow_share']:.2f}% of a step){nstep}."
             )
         elif name in REFERENCE:
             ref = REFERENCE[name]
@@ -483,6 +491,26 @@ def _rerender(args) -> int:
     return 0
 
 
+def _side_by_side(parser, args, argv) -> int:
+    """``--reference DIR``: the reference implementation and pyro-bfn timed in this process."""
+    import reference_adapter
+
+    try:
+        reference_adapter.check_checkout(args.reference)
+    except reference_adapter.ReferenceCheckoutError as error:
+        parser.error(str(error))
+    harness.set_threads(args.threads)
+    meta = harness.provenance(__file__, argv, seed=args.seed, threads=args.threads)
+    meta.update(device="cpu", note=args.note, quick=args.quick)
+    result = reference_adapter.side_by_side(args.reference, quick=args.quick, seed=args.seed,
+                                            log=lambda line: print(line, file=sys.stderr, flush=True))
+    harness.finish(meta)
+    meta.update(reference_git=result["reference_git"], default_autocast=result["default_autocast"])
+    harness.write_results(args.out, "reference_side_by_side", reference_adapter.render(result, meta), meta,
+                          configs=result["configs"], rows=result["rows"], settings=result["settings"])
+    return 0
+
+
 def main(argv=None) -> int:
     parser = harness.parser(__doc__, threads=None, render="re-render speed.md from a speed.json (no measurement); "
                             "--note is appended to its notes")
@@ -494,9 +522,11 @@ def main(argv=None) -> int:
                         help="OMP_WAIT_POLICY of the workers (PASSIVE: idle OpenMP threads sleep instead of spinning, "
                         "which matters when other processes share the cores); default: inherit the environment")
     parser.add_argument("--note", default="", help="a sentence added to the notes of the table")
-    parser.add_argument("--reference", type=pathlib.Path, default=None, metavar="JSON",
-                        help="a side-by-side measurement of the reference implementation on this machine "
-                             "(benchmarks/results/reference_side_by_side.json) to compare with, instead of the issue's figures")
+    parser.add_argument("--reference", type=pathlib.Path, default=None, metavar="DIR|JSON",
+                        help="DIR: a checkout of the reference implementation (git clone "
+                             "https://github.com/nnaisense/bayesian-flow-networks): time it side by side with pyro-bfn "
+                             "and write reference_side_by_side.md/.json; JSON: such a measurement "
+                             "(benchmarks/results/reference_side_by_side.json) for the notes, instead of the issue's figures")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per configuration")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile each backbone (in place, as TrainConfig.compile) before timing it")
@@ -512,6 +542,8 @@ def main(argv=None) -> int:
     if args.render:
         return _rerender(args)
 
+    if args.reference is not None and not args.reference.is_file():
+        return _side_by_side(parser, args, argv)
     names = harness.selected_configs(parser, args)  # the n-step KL configurations kl_* are speed_losses.py's
     meta = harness.provenance(__file__, argv, seed=args.seed, threads=args.threads)
     meta.update(device=args.device, note=args.note, quick=args.quick)
@@ -520,7 +552,9 @@ def main(argv=None) -> int:
             reference = json.loads(args.reference.read_text())
         except (OSError, ValueError) as error:
             parser.error(f"--reference {args.reference}: {error}")
-        meta["reference"] = {k: reference[k] for k in ("cpu", "cpu_features", "date", "configs")}
+        source = reference.get("meta", reference)  # newer files keep the provenance under "meta"
+        meta["reference"] = {k: source[k] for k in ("cpu", "cpu_features", "date")}
+        meta["reference"]["configs"] = reference["configs"]
     worker_env = dict(os.environ)
     if args.omp_wait_policy != "inherit":
         worker_env["OMP_WAIT_POLICY"] = args.omp_wait_policy
