@@ -42,6 +42,7 @@ import sys
 import time
 
 import harness
+import mnist_classifier
 
 harness.passive_openmp()  # before torch loads
 
@@ -193,13 +194,13 @@ def main(argv=None) -> int:
     trained_now = args.retrain_classifier or not args.classifier.is_file()
     if trained_now:
         _log(f"training the classifier ({args.classifier_epochs} epochs, load {os.getloadavg()[0]:.2f}) ...")
-        harness.train_classifier(args.classifier, args.classifier_epochs, args.seed)
-    classifier, info = harness.load_classifier(args.classifier)
+        mnist_classifier.train_classifier(args.classifier, args.classifier_epochs, args.seed)
+    classifier, info = mnist_classifier.load_classifier(args.classifier)
     test_pixels, test_labels = load_mnist("test")
     test_pixels = torch.as_tensor(test_pixels).reshape(-1, 1, 28, 28)
     generator = torch.Generator().manual_seed(args.seed + 2)
-    test_binary = harness.binarize(test_pixels, generator)
-    test_probs, test_features = harness.classify(classifier, test_binary)
+    test_binary = mnist_classifier.binarize(test_pixels, generator)
+    test_probs, test_features = mnist_classifier.classify(classifier, test_binary)
     info.update(test_accuracy=float((test_probs.argmax(1) == np.asarray(test_labels)).mean()), trained_now=trained_now,
                 cache=str(args.classifier))
     meta["classifier"] = info
@@ -236,7 +237,7 @@ def main(argv=None) -> int:
     for key, name, images in (("bfn", f"BFN samples (n = {args.n_steps})", samples),
                               ("test", "real binarized test images", real),
                               ("marginal", "independent pixels (training marginals)", independent)):
-        probs, features = harness.classify(classifier, images)
+        probs, features = mnist_classifier.classify(classifier, images)
         mu, sigma = metrics.feature_statistics(features)
         row = dict(key=key, name=name, num=int(images.shape[0]), **metrics.class_probability_scores(probs),
                    frechet_distance=metrics.frechet_distance(mu, sigma, mu_test, sigma_test),

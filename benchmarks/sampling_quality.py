@@ -16,7 +16,7 @@ with ``n = NFE - 1`` steps (every sampler makes ``n + 1`` calls: one per step an
 ``BFN.sample(..., sampler=..., generator=...)``, a draw from the final output distribution, EMA
 weights), plus the reference point ``ancestral:ref``, the paper's sampler with ``--reference-steps``
 (100) steps (101 calls). Each point is scored with the independent classifier of
-``sample_quality.py`` (:func:`harness.load_classifier`; trained on the real MNIST training images
+``sample_quality.py`` (:func:`mnist_classifier.load_classifier`; trained on the real MNIST training images
 and cached under ``runs/``): the Frechet distance of its 128 penultimate features to those of the
 10,000 binarized test images and the IS-style score (:mod:`pyro_bfn.metrics`), each with a
 bootstrap standard error (``--bootstrap`` resamples of the ``N`` samples). The Frechet distance's
@@ -69,6 +69,7 @@ import sys
 import time
 
 import harness
+import mnist_classifier
 
 harness.passive_openmp()  # before torch loads
 
@@ -87,7 +88,7 @@ def _log(message: str) -> None:
 class Scorer:
     """The classifier and the test set's feature statistics; scores an image set.
 
-    :param classifier: from :func:`harness.load_classifier`.
+    :param classifier: from :func:`mnist_classifier.load_classifier`.
     :param test_images: binary test images ``(M, 1, 28, 28)``.
     """
 
@@ -95,7 +96,7 @@ class Scorer:
         from pyro_bfn import metrics
 
         self.classifier, self.bootstrap, self.seed = classifier, bootstrap, seed
-        _, features = harness.classify(classifier, test_images)
+        _, features = mnist_classifier.classify(classifier, test_images)
         self.mu, self.sigma = metrics.feature_statistics(features)
 
     def frechet(self, features) -> float:
@@ -111,7 +112,7 @@ class Scorer:
 
         from pyro_bfn import metrics
 
-        probs, features = harness.classify(self.classifier, images)
+        probs, features = mnist_classifier.classify(self.classifier, images)
         row = dict(num=int(images.shape[0]), frechet_distance=self.frechet(features), **metrics.class_probability_scores(probs))
         rng = np.random.default_rng(self.seed)
         fds, iss = [], []
@@ -419,7 +420,7 @@ def run_inpaint(args, bfn, scorer, test_images, test_labels, results, save) -> N
     known = images.long()
 
     def accuracy(completed):
-        probs, _ = harness.classify(scorer.classifier, completed)
+        probs, _ = mnist_classifier.classify(scorer.classifier, completed)
         hits = probs.argmax(1) == labels
         return float(hits.mean()), float(hits.std(ddof=1) / math.sqrt(num))
 
@@ -448,7 +449,7 @@ def run_cfg(args, bfn, scorer, test_images, test_labels, results, save) -> None:
     import torch
 
     labels = torch.arange(args.cfg_num) % 10
-    _, real_features = harness.classify(scorer.classifier, test_images)
+    _, real_features = mnist_classifier.classify(scorer.classifier, test_images)
     test_labels = np.asarray(test_labels)
 
     def spread(features, which):
@@ -460,7 +461,7 @@ def run_cfg(args, bfn, scorer, test_images, test_labels, results, save) -> None:
         with torch.inference_mode():
             images, seconds = _sample(bfn, args.cfg_num, args.cfg_nfe - 1, args.sample_batch, args.seed * 1000 + 900 + index,
                                       context=labels, guidance_scale=scale)
-        probs, features = harness.classify(scorer.classifier, images)
+        probs, features = mnist_classifier.classify(scorer.classifier, images)
         hits = probs.argmax(1) == labels.numpy()
         rows.append(dict(scale=scale, nfe=2 * args.cfg_nfe, accuracy=float(hits.mean()), accuracy_se=float(hits.std(ddof=1) / math.sqrt(len(hits))),
                          diversity=float(spread(features, labels.numpy()) / real_spread),
@@ -567,12 +568,12 @@ def main(argv=None) -> int:
                              valid=state.get("last_valid"))
     if trained_now:
         _log(f"training the classifier ({args.classifier_epochs} epochs) ...")
-        harness.train_classifier(args.classifier, args.classifier_epochs, args.seed, train_pixels, train_labels)
-    classifier, info = harness.load_classifier(args.classifier)
-    test_images = harness.binarize(torch.as_tensor(test_pixels).reshape(-1, 1, 28, 28), generator)
-    real_pool = harness.binarize(torch.as_tensor(train_pixels).reshape(-1, 1, 28, 28)[
+        mnist_classifier.train_classifier(args.classifier, args.classifier_epochs, args.seed, train_pixels, train_labels)
+    classifier, info = mnist_classifier.load_classifier(args.classifier)
+    test_images = mnist_classifier.binarize(torch.as_tensor(test_pixels).reshape(-1, 1, 28, 28), generator)
+    real_pool = mnist_classifier.binarize(torch.as_tensor(train_pixels).reshape(-1, 1, 28, 28)[
         torch.randperm(len(train_pixels), generator=generator)], generator)
-    probs, _ = harness.classify(classifier, test_images)
+    probs, _ = mnist_classifier.classify(classifier, test_images)
     info.update(test_accuracy=float((probs.argmax(1) == torch.as_tensor(test_labels).numpy()).mean()), trained_now=trained_now,
                 cache=harness.checkpoint_label(args.classifier))
     meta["classifier"] = info
