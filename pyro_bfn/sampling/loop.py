@@ -34,8 +34,7 @@ def receiver_draw(data_type, output, accuracy, temperature: float = 1.0):
     :param accuracy: :math:`\\alpha`, broadcastable to the data.
     :param float temperature: :math:`T \\ge 0`.
     """
-    if temperature == 1:
-        return data_type.sender(output.sample(), accuracy, validate_args=False).sample()
+    # at T = 1 the tempered draws are output.sample() and sender.sample() themselves
     sender = data_type.sender(tempered_output_draw(output, temperature), accuracy, validate_args=False)
     return tempered_sender_draw(sender, temperature)
 

@@ -41,6 +41,7 @@ The package's modules, each one concern:
 =============== ===================================================================
 ``config``      :class:`TrainConfig` (the fields, their types and admissible values),
                 :class:`ConfigError`, ``key=value`` overrides
+``values``      a YAML or ``--set`` value converted to a field's type hint, in words for errors
 ``devices``     :func:`resolve_device`, :func:`resolve_autocast`, :func:`cpu_has_native_bf16`
 ``optim``       :func:`make_optimizer` (AdamW), the warm-up schedule, the EMA of the weights
 ``checkpoint``  :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_model`,

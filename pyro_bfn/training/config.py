@@ -14,16 +14,16 @@ import dataclasses
 import functools
 import inspect
 import math
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import yaml
 
 from .. import user_data
 from ..checks import check_integer
 from ..models import backbone_class, list_backbones
+from .values import Mismatch, convert, describe
 
 __all__ = ["ConfigError", "RENAMED_KEYS", "TrainConfig", "apply_overrides"]
 
@@ -340,75 +340,12 @@ def _check_options(key: str, options: dict, accepted: set | None, owner: str) ->
                           f"accepted: {', '.join(sorted(accepted))}")
 
 
-# ---------------------------------------------------------------------------- conversion
-class _Mismatch(Exception):
-    """A value that does not have (and cannot be converted to) a type."""
-
-
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
-               type(None): "null"}
-_PLURAL_NAMES = {int: "integers", float: "numbers", str: "strings"}
-
-
-def _convert(hint, value):
-    """``value`` as the type ``hint`` describes; raises :class:`_Mismatch` if it is not one.
-
-    Unions are tried in order; integers accept integral floats and numeric strings, real
-    numbers accept strings (YAML reads ``1e-3`` as one), a fixed-length tuple accepts a list;
-    ``bool``, ``str`` and ``dict`` take only themselves.
-    """
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        for option in args:
-            try:
-                return _convert(option, value)
-            except _Mismatch:
-                pass
-        raise _Mismatch
-    if origin is Literal:
-        if isinstance(value, str) and value in args:
-            return value
-        raise _Mismatch
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise _Mismatch
-        return tuple(_convert(option, item) for option, item in zip(args, value))
-    if hint is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
-    if isinstance(value, bool) and hint is not bool:
-        raise _Mismatch
-    try:
-        if hint in (int, float) and isinstance(value, (int, float, str)):
-            if hint is int and isinstance(value, float) and not value.is_integer():
-                raise _Mismatch
-            return hint(value)
-    except (ValueError, OverflowError):
-        raise _Mismatch from None
-    if hint in (bool, str, dict) and isinstance(value, hint):
-        return value
-    raise _Mismatch
-
-
-def _describe(hint) -> str:
-    """What a value of type ``hint`` is, in words (for error messages)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(option) for option in args)
-    if origin is Literal:
-        return repr(args[0]) if len(args) == 1 else "one of " + ", ".join(repr(a) for a in args)
-    if origin is tuple:
-        return f"a list of {len(args)} {_PLURAL_NAMES.get(args[0], 'values')}"
-    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
-
-
 def _field_value(spec: dataclasses.Field, hint, value):
     """``value`` converted to the field's type and checked against its range."""
     try:
-        converted = _convert(hint, value)
-    except _Mismatch:
-        raise ConfigError(f"{spec.name} must be {_describe(hint)}, got {value!r}") from None
+        converted = convert(hint, value)
+    except Mismatch:
+        raise ConfigError(f"{spec.name} must be {describe(hint)}, got {value!r}") from None
     if converted is None or isinstance(converted, str):
         return converted
     if "minimum" in spec.metadata:

@@ -147,8 +147,9 @@ class Trainer(CheckpointedState, Reports):
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
 
-        self.group = distributed.join_process_group(resolve_device(config.device))
-        self.device = distributed.rank_device(resolve_device(config.device), self.group)
+        device = resolve_device(config.device)
+        self.group = distributed.join_process_group(device)
+        self.device = distributed.rank_device(device, self.group)
         shards = self.group.world_size * config.accumulate
         if config.batch_size % shards:
             raise ConfigError(f"batch_size {config.batch_size} is not divisible by the {self.group.world_size} processes "
